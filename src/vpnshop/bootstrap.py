@@ -1,0 +1,158 @@
+"""The composition root: the only place that builds adapters.
+
+``async with bootstrap(settings) as app:`` opens every resource the process needs
+(database engine, HTTP sessions of the panel and of the providers), wires the use cases,
+and closes everything in reverse order on exit. Each process builds only what it runs:
+nothing here imports aiogram; the bot shell adds its own pieces on top of ``App``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import attrs
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vpnshop.adapters.clock import SystemClock, UlidIds
+from vpnshop.adapters.storage.engine import create_engine, is_sqlite, normalise_url
+from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
+from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
+from vpnshop.config import Settings
+from vpnshop.domain.outbox import JobKind
+from vpnshop.domain.plan import GIB
+from vpnshop.domain.referral import ReferralPolicy
+from vpnshop.ports.clock import Clock, IdGenerator
+from vpnshop.ports.panel import VpnPanel
+from vpnshop.ports.payments import PaymentGateway
+from vpnshop.services.customers import RegisterCustomer
+from vpnshop.services.deps import Deps
+from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
+from vpnshop.services.outbox import JobHandler, OutboxWorker
+from vpnshop.services.panel import ApplySubscription, PanelNaming
+from vpnshop.services.payments import ConfirmPayment, PayFromBalance, StartCheckout
+from vpnshop.services.plans import ListPlans, LoadPlans
+from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The PostgreSQL schema is not at the newest migration."""
+
+
+@attrs.frozen
+class App:
+    """Everything a shell needs, built once per process."""
+
+    settings: Settings
+    deps: Deps
+    engine: AsyncEngine
+    panel: VpnPanel | None
+    gateways: Mapping[str, PaymentGateway]
+    register_customer: RegisterCustomer
+    credit_balance: CreditBalance
+    adjust_balance: AdjustBalance
+    extend_subscription: ExtendSubscription
+    activate_trial: ActivateTrial
+    start_checkout: StartCheckout
+    confirm_payment: ConfirmPayment
+    pay_from_balance: PayFromBalance
+    verify_ledger: VerifyLedger
+    load_plans: LoadPlans
+    list_plans: ListPlans
+    apply_subscription: ApplySubscription | None
+    outbox: OutboxWorker
+
+
+async def prepare_database(engine: AsyncEngine, url: str) -> None:
+    """The embedded SQLite default migrates itself; PostgreSQL must be upgraded by the
+    operator (``vpnshop db upgrade``), so that several replicas never race a migration."""
+    if is_sqlite(url):
+        await upgrade(engine)
+        return
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDateError(
+            f"the database schema is at {current or 'nothing'}, the code needs {head}: "
+            "run `vpnshop db upgrade`"
+        )
+
+
+def _noop() -> None:
+    return None
+
+
+@asynccontextmanager
+async def bootstrap(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    panel: VpnPanel | None = None,
+    gateways: Mapping[str, PaymentGateway] | None = None,
+    kick: Callable[[], None] = _noop,
+    migrate: bool = True,
+) -> AsyncIterator[App]:
+    """Build the application. *panel* and *gateways* may be given (tests, the demo);
+    otherwise they are built from *settings* when configured."""
+    async with AsyncExitStack() as stack:
+        url = normalise_url(settings.database_url)
+        engine = create_engine(url)
+        stack.push_async_callback(engine.dispose)
+        if migrate:
+            await prepare_database(engine, url)
+        clock = clock or SystemClock()
+        deps = Deps(
+            uow=lambda: SqlAlchemyUnitOfWork(engine),
+            clock=clock,
+            ids=ids or UlidIds(clock),
+            kick=kick,
+        )
+        naming = PanelNaming(
+            username_template=settings.panel.username_template
+            if settings.panel
+            else PanelNaming.username_template
+        )
+        apply = ApplySubscription(deps, panel, naming) if panel is not None else None
+        handlers: dict[str, JobHandler] = {}
+        if apply is not None:
+            handlers[JobKind.APPLY_SUBSCRIPTION] = apply.handle
+        gateways = dict(gateways or {})
+        yield App(
+            settings=settings,
+            deps=deps,
+            engine=engine,
+            panel=panel,
+            gateways=gateways,
+            register_customer=RegisterCustomer(deps),
+            credit_balance=CreditBalance(deps),
+            adjust_balance=AdjustBalance(deps),
+            extend_subscription=ExtendSubscription(deps),
+            activate_trial=ActivateTrial(
+                deps,
+                TrialSettings(
+                    days=settings.trial_days,
+                    traffic_limit_bytes=settings.trial_traffic_gb * GIB,
+                    device_limit=settings.trial_device_limit or None,
+                    squads=settings.trial_squads,
+                    enabled=settings.trial_days > 0,
+                ),
+            ),
+            start_checkout=StartCheckout(deps, gateways),
+            confirm_payment=ConfirmPayment(
+                deps,
+                ReferralPolicy(
+                    percent=settings.referral_percent,
+                    referrer_bonus_days=settings.referral_bonus_days_referrer,
+                    referee_bonus_days=settings.referral_bonus_days_referee,
+                ),
+            ),
+            pay_from_balance=PayFromBalance(deps),
+            verify_ledger=VerifyLedger(deps),
+            load_plans=LoadPlans(deps),
+            list_plans=ListPlans(deps),
+            apply_subscription=apply,
+            outbox=OutboxWorker(deps, handlers),
+        )

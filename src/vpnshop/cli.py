@@ -1,0 +1,216 @@
+"""The ``vpnshop`` command. Imports stay lazy so that ``vpnshop --help`` is instant and
+no subcommand pays for a framework it does not use (aiogram is only ever imported by
+``vpnshop run bot``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from vpnshop.config import ConfigError, Settings
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    env_file = Path(args.env_file) if args.env_file else Path(".env")
+    return Settings.from_env(dotenv=env_file)
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.checks import run_checks
+
+    return await run_checks(settings, reach=args.reach, out=sys.stdout)
+
+
+async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.adapters.storage.engine import create_engine
+    from vpnshop.adapters.storage.migrate import current_revision, upgrade
+
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine, args.revision)
+        print(f"database at revision {await current_revision(engine)}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.adapters.storage.engine import create_engine
+    from vpnshop.adapters.storage.migrate import current_revision, head_revision
+
+    engine = create_engine(settings.database_url)
+    try:
+        current = await current_revision(engine)
+    finally:
+        await engine.dispose()
+    head = head_revision()
+    print(f"current: {current or 'empty'}; newest: {head}")
+    return 0 if current == head else 1
+
+
+async def cmd_plans_load(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.bootstrap import bootstrap
+    from vpnshop.domain.actor import Actor
+    from vpnshop.plansfile import EXAMPLE, load_plans_file
+
+    path = EXAMPLE if args.example else Path(args.file)
+    plans = load_plans_file(path)
+    async with bootstrap(settings) as app:
+        report = await app.load_plans(plans, actor=Actor.system("cli"))
+    print(
+        f"{path}: {len(report.created)} created, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged"
+    )
+    return 0
+
+
+async def cmd_plans_list(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.bootstrap import bootstrap
+
+    async with bootstrap(settings) as app:
+        plans = await app.list_plans(active_only=not args.all)
+    if not plans:
+        print("no plans; load some with `vpnshop plans load FILE`")
+    for p in plans:
+        prices = ", ".join(str(m) for m in p.prices.values())
+        state = "" if p.active else " (inactive)"
+        print(f"{p.code:<12} {p.duration_days:>4} days  {p.name('en')}: {prices}{state}")
+    return 0
+
+
+async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.bootstrap import bootstrap
+
+    async with bootstrap(settings) as app:
+        offenders = await app.verify_ledger()
+    for m in offenders:
+        print(
+            f"customer {m.customer_id} {m.currency}: stored {m.stored_minor}, "
+            f"ledger sum {m.ledger_minor}"
+        )
+    if offenders:
+        print(f"ledger verify: {len(offenders)} balance(s) differ from the ledger")
+        return 1
+    print("ledger verify: every balance equals the sum of its ledger entries")
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.runner import run
+
+    return await run(settings, args.shell)
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vpnshop",
+        description="Sell and run VPN subscriptions on a Remnawave panel through Telegram.",
+    )
+    parser.add_argument("--env-file", help="read settings from this file (default: ./.env)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "check",
+        help="validate the configuration, part by part",
+        description="Validate the configuration and say what is missing for "
+        "each enabled part. Exits 1 when something enabled is incomplete.",
+    )
+    p.add_argument(
+        "--reach",
+        action="store_true",
+        help="also connect to the database (and, when configured, the panel)",
+    )
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser(
+        "run",
+        help="run the shop's processes",
+        description="Run a shell: all (everything in one process), webhooks, bot or scheduler.",
+    )
+    p.add_argument("shell", choices=["all", "webhooks", "bot", "scheduler"])
+    p.set_defaults(handler=cmd_run)
+
+    db = sub.add_parser("db", help="database schema", description="Database schema commands.")
+    dbsub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    p = dbsub.add_parser(
+        "upgrade",
+        help="migrate the schema to the newest revision",
+        description="Apply Alembic migrations (the only way the schema is made). Idempotent.",
+    )
+    p.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
+    p.set_defaults(handler=cmd_db_upgrade)
+    p = dbsub.add_parser(
+        "current",
+        help="show the schema revision",
+        description="Print the current and newest revisions; exit 1 if they differ.",
+    )
+    p.set_defaults(handler=cmd_db_current)
+
+    plans = sub.add_parser("plans", help="plans on sale", description="Plan commands.")
+    psub = plans.add_subparsers(dest="plans_command", metavar="COMMAND", required=True)
+    p = psub.add_parser(
+        "load",
+        help="load plans from a TOML file (idempotent)",
+        description="Create or update plans from a TOML file; loading the "
+        "same file twice changes nothing.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("file", nargs="?", help="the plans file")
+    src.add_argument("--example", action="store_true", help="load the example plans")
+    p.set_defaults(handler=cmd_plans_load)
+    p = psub.add_parser("list", help="list plans", description="List the plans.")
+    p.add_argument("--all", action="store_true", help="include inactive plans")
+    p.set_defaults(handler=cmd_plans_list)
+
+    ledger = sub.add_parser("ledger", help="money checks", description="Ledger commands.")
+    lsub = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
+    p = lsub.add_parser(
+        "verify",
+        help="prove every balance equals its ledger sum",
+        description="Compare every stored balance with the sum of its ledger "
+        "entries; print the offenders and exit 1 if any.",
+    )
+    p.set_defaults(handler=cmd_ledger_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as e:
+        print(f"vpnshop: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if settings.log_level != "debug":  # Alembic narrates every plugin at INFO
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    from vpnshop.domain.errors import DomainError
+
+    try:
+        handler: Handler = args.handler
+        return asyncio.run(handler(args, settings))
+    except DomainError as e:
+        print(f"vpnshop: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

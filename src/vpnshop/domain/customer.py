@@ -1,0 +1,44 @@
+"""Customers: Telegram users of the shop."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+LANGUAGES = ("ru", "en")
+DEFAULT_LANGUAGE = "ru"
+
+
+def normalise_language(code: str | None) -> str:
+    """Telegram's ``language_code`` ("en-US", "ru", None) to one the shop speaks."""
+    base = (code or "").split("-")[0].lower()
+    return base if base in LANGUAGES else DEFAULT_LANGUAGE
+
+
+@attrs.frozen
+class Customer:
+    """A bot user. ``id`` is ours; ``telegram_id`` is Telegram's and unique."""
+
+    id: int | None
+    telegram_id: int
+    language: str = DEFAULT_LANGUAGE
+    username: str | None = None
+    referrer_id: int | None = None
+    campaign: str | None = None
+    banned: bool = False
+    deleted_at: datetime | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def banned_as(self, banned: bool) -> Customer:
+        return attrs.evolve(self, banned=banned)
+
+    def soft_deleted(self, now: datetime) -> Customer:
+        return attrs.evolve(self, deleted_at=now)
+
+    def restored(self) -> Customer:
+        return attrs.evolve(self, deleted_at=None)

@@ -1,0 +1,95 @@
+"""The one family of errors the core raises.
+
+Shells map these to a message in the user's language or to an HTTP status; every error
+carries a stable ``code`` so that mapping never parses prose.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code = "domain_error"
+
+
+class CurrencyMismatchError(DomainError):
+    """Two amounts of different currencies were combined."""
+
+    code = "currency_mismatch"
+
+
+class InvalidAmountError(DomainError):
+    """An amount is malformed, negative where it may not be, or too precise."""
+
+    code = "invalid_amount"
+
+
+class UnknownCurrencyError(DomainError):
+    """A currency code that vpnshop does not know."""
+
+    code = "unknown_currency"
+
+
+class IllegalTransitionError(DomainError):
+    """A state machine was asked for a transition it does not allow."""
+
+    code = "illegal_transition"
+
+
+class InsufficientFundsError(DomainError):
+    """A debit would drive a balance below zero."""
+
+    code = "insufficient_funds"
+
+
+class NotFoundError(DomainError):
+    """The thing asked for does not exist."""
+
+    code = "not_found"
+
+
+class ConflictError(DomainError):
+    """The change conflicts with what is stored (a duplicate, a stale state)."""
+
+    code = "conflict"
+
+
+class TrialAlreadyUsedError(DomainError):
+    """The customer has had their free trial."""
+
+    code = "trial_used"
+
+
+class CustomerBannedError(DomainError):
+    """The customer is banned and may not do this."""
+
+    code = "banned"
+
+
+class PromoError(DomainError):
+    """A promo code cannot be used here; ``reason`` says why."""
+
+    code = "promo_invalid"
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+class ReferralError(DomainError):
+    """A referral link that would refer a customer to themselves or make a cycle."""
+
+    code = "referral_invalid"
+
+
+class AmountMismatchError(DomainError):
+    """A provider confirmed an amount or currency other than the order's."""
+
+    code = "amount_mismatch"
+
+
+class ValidationError(DomainError):
+    """Input that breaks a rule of the domain (a plan without a price, a bad code)."""
+
+    code = "invalid"

@@ -1,0 +1,103 @@
+"""What the shop knows of a VPN panel user, and what it wants the user to be."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+from vpnshop.domain.plan import TrafficReset
+
+
+class PanelStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    DISABLED = "DISABLED"
+    LIMITED = "LIMITED"  # set by the panel: traffic limit reached
+    EXPIRED = "EXPIRED"  # set by the panel: expiry passed
+
+
+@attrs.frozen
+class PanelAccess:
+    """The desired state of one panel user, derived from one shop subscription.
+
+    ``key`` is the panel's primary key (3.x numeric id, 2.x uuid, as text) once the user
+    exists; ``None`` means "create it". Applying the same access twice changes nothing.
+    """
+
+    username: str
+    expires_at: datetime
+    key: str | None = None
+    enabled: bool = True
+    traffic_limit_bytes: int = 0
+    traffic_reset: TrafficReset = TrafficReset.NO_RESET
+    device_limit: int | None = None
+    internal_squads: tuple[str, ...] = ()
+    external_squad: str | None = None
+    description: str | None = None
+    tag: str | None = None
+    telegram_id: int | None = None
+    email: str | None = None
+
+
+@attrs.frozen
+class PanelUser:
+    """A panel user as the panel reports it."""
+
+    key: str
+    username: str
+    short_uuid: str
+    status: PanelStatus
+    expires_at: datetime
+    subscription_url: str
+    traffic_limit_bytes: int = 0
+    traffic_reset: TrafficReset = TrafficReset.NO_RESET
+    used_traffic_bytes: int = 0
+    lifetime_used_traffic_bytes: int = 0
+    device_limit: int | None = None
+    internal_squads: tuple[str, ...] = ()
+    external_squad: str | None = None
+    telegram_id: int | None = None
+    email: str | None = None
+    description: str | None = None
+    tag: str | None = None
+    online_at: datetime | None = None
+    first_connected_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+@attrs.frozen
+class PanelDevice:
+    """A device (HWID) the panel has seen for a user."""
+
+    hwid: str
+    platform: str | None = None
+    os_version: str | None = None
+    device_model: str | None = None
+    user_agent: str | None = None
+    created_at: datetime | None = None
+
+
+@attrs.frozen
+class Squad:
+    """An internal squad (a set of inbounds a user may use)."""
+
+    uuid: str
+    name: str
+    members: int = 0
+
+
+@attrs.frozen
+class PanelInfo:
+    """What the panel said about itself: its version and the API line the adapter speaks."""
+
+    version: str | None
+    api_line: str  # "2" or "3"
+
+
+@attrs.frozen
+class PanelStats:
+    users_total: int
+    users_by_status: dict[str, int] = attrs.field(factory=dict, hash=False)
+    online_now: int = 0
+    nodes_online: int = 0

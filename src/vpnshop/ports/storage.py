@@ -1,0 +1,322 @@
+"""The storage port: a unit of work with one repository per aggregate.
+
+Contract (the same for the in-memory fake, SQLite and PostgreSQL, proven by
+``tests/contract/test_storage.py``):
+
+* ``async with uow_factory() as uow:`` opens one transaction. Nothing is kept unless
+  ``await uow.commit()`` is called; leaving the block otherwise (or by an exception) rolls
+  everything back.
+* Methods documented as *atomic* are single conditional statements at the database, so
+  that concurrent callers in any number of processes cannot both succeed: finalising a
+  payment, posting a ledger entry, claiming a trial, redeeming a promo, claiming outbox
+  jobs. They never read-then-write.
+* Ids of customers and subscriptions are assigned by the store; ids of orders, payments
+  and holds are chosen by the caller (``IdGenerator``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+import attrs
+
+from vpnshop.domain.audit import AuditEntry
+from vpnshop.domain.customer import Customer
+from vpnshop.domain.ledger import Hold, HoldStatus, LedgerEntry
+from vpnshop.domain.money import Currency, Money
+from vpnshop.domain.order import Order
+from vpnshop.domain.outbox import OutboxJob
+from vpnshop.domain.payment import Payment, PaymentStatus
+from vpnshop.domain.plan import Plan
+from vpnshop.domain.promo import PromoCode, PromoRedemption
+from vpnshop.domain.referral import Referral
+from vpnshop.domain.subscription import Subscription
+
+
+class StorageUnavailableError(Exception):
+    """The database cannot be reached (the webhook server answers 503 so providers retry)."""
+
+
+@attrs.frozen
+class BalanceMismatch:
+    """A customer whose stored balance differs from the sum of their ledger."""
+
+    customer_id: int
+    currency: str
+    stored_minor: int
+    ledger_minor: int
+
+
+class CustomerRepository(Protocol):
+    async def add(self, customer: Customer) -> Customer:
+        """Store a new customer; returns it with its id. Raises ConflictError when the
+        Telegram id is taken."""
+        ...
+
+    async def get(self, customer_id: int) -> Customer | None: ...
+
+    async def by_telegram_id(self, telegram_id: int) -> Customer | None: ...
+
+    async def lock(self, customer_id: int) -> None:
+        """Hold this customer's row until the transaction ends, so that two transactions
+        changing the same customer's subscription run one after the other (PostgreSQL:
+        ``SELECT ... FOR UPDATE``; SQLite and memory serialise writers anyway)."""
+        ...
+
+    async def update(self, customer: Customer) -> None:
+        """Raises ConflictError when the new Telegram id belongs to another customer."""
+        ...
+
+    async def count(self) -> int: ...
+
+
+class PlanRepository(Protocol):
+    async def get(self, code: str) -> Plan | None: ...
+
+    async def list(self, *, active_only: bool = True) -> list[Plan]:
+        """Plans by sort order, then code."""
+        ...
+
+    async def upsert(self, plan: Plan) -> bool:
+        """Insert or replace the plan with this code; True when anything changed."""
+        ...
+
+
+class SubscriptionRepository(Protocol):
+    async def add(self, subscription: Subscription) -> Subscription: ...
+
+    async def get(self, subscription_id: int, *, for_update: bool = False) -> Subscription | None:
+        """With *for_update*, the row stays locked until the transaction ends (PostgreSQL);
+        SQLite serialises writers anyway."""
+        ...
+
+    async def for_customer(self, customer_id: int) -> list[Subscription]:
+        """Newest first."""
+        ...
+
+    async def update(self, subscription: Subscription) -> None: ...
+
+    async def set_panel_link(
+        self,
+        subscription_id: int,
+        *,
+        panel_key: str,
+        panel_username: str,
+        subscription_url: str | None,
+    ) -> None:
+        """Record which panel user projects this subscription; touches only those fields,
+        so it cannot overwrite a concurrent extension."""
+        ...
+
+    async def expiring_between(self, start: datetime, end: datetime) -> list[Subscription]: ...
+
+
+class TrialRepository(Protocol):
+    async def claim(self, customer_id: int, now: datetime) -> bool:
+        """Atomic. True for the first claim of this customer, False for every later one."""
+        ...
+
+    async def reset(self, customer_id: int) -> None:
+        """An admin gives the customer their trial back."""
+        ...
+
+
+class OrderRepository(Protocol):
+    async def add(self, order: Order) -> None: ...
+
+    async def get(self, order_id: str) -> Order | None: ...
+
+
+class PaymentRepository(Protocol):
+    async def add(self, payment: Payment) -> None:
+        """Raises ConflictError on a duplicate (provider, external_id)."""
+        ...
+
+    async def get(self, payment_id: str) -> Payment | None: ...
+
+    async def by_external_id(self, provider: str, external_id: str) -> Payment | None: ...
+
+    async def transition(
+        self,
+        payment_id: str,
+        to: PaymentStatus,
+        now: datetime,
+        *,
+        external_id: str | None = None,
+        confirmation_url: str | None = None,
+        saved_method_id: str | None = None,
+    ) -> Payment | None:
+        """Atomic. Move the payment to *to* only if its current status allows it (one
+        conditional UPDATE); returns the updated payment, or None when another caller got
+        there first or the transition is not allowed. Optional fields are set alongside."""
+        ...
+
+    async def add_refund(self, payment_id: str, amount: Money, now: datetime) -> Payment | None:
+        """Atomic. Add *amount* to the refunded total if it stays within the payment's
+        amount and the payment is SUCCEEDED; when the whole amount is refunded the status
+        becomes REFUNDED. None when refused."""
+        ...
+
+    async def open_older_than(self, cutoff: datetime, limit: int = 100) -> list[Payment]:
+        """Created or pending payments created before *cutoff*, oldest first."""
+        ...
+
+    async def recent(self, limit: int = 20, customer_id: int | None = None) -> list[Payment]: ...
+
+
+class LedgerRepository(Protocol):
+    async def post(self, entry: LedgerEntry) -> bool:
+        """Atomic. Append *entry* and apply it to the balance.
+
+        Returns False (and changes nothing) when an entry with the same idempotency key
+        exists. Raises InsufficientFundsError when it would make the balance negative; the
+        caller must then let the unit of work roll back.
+        """
+        ...
+
+    async def balance(self, customer_id: int, currency: Currency) -> Money: ...
+
+    async def entries(self, customer_id: int, limit: int = 50) -> list[LedgerEntry]:
+        """Newest first."""
+        ...
+
+    async def has_key(self, idempotency_key: str) -> bool: ...
+
+    async def mismatches(self) -> list[BalanceMismatch]:
+        """Every (customer, currency) whose stored balance differs from its ledger sum."""
+        ...
+
+
+class HoldRepository(Protocol):
+    async def add(self, hold: Hold) -> None: ...
+
+    async def get(self, hold_id: str) -> Hold | None: ...
+
+    async def settle(self, hold_id: str, to: HoldStatus) -> Hold | None:
+        """Atomic. HELD -> CAPTURED or RELEASED; None when the hold is not HELD."""
+        ...
+
+
+class PromoRepository(Protocol):
+    async def add(self, promo: PromoCode) -> None:
+        """Raises ConflictError when the code exists."""
+        ...
+
+    async def get(self, code: str) -> PromoCode | None: ...
+
+    async def list(self, *, active_only: bool = False) -> list[PromoCode]:
+        """By code."""
+        ...
+
+    async def update(self, promo: PromoCode) -> None: ...
+
+    async def redeem(
+        self, redemption: PromoRedemption, *, once_per_customer: bool, max_uses: int | None
+    ) -> bool:
+        """Atomic. Record the redemption and count one use; False when the customer has
+        already redeemed a once-only code or the code has no uses left."""
+        ...
+
+
+class ReferralRepository(Protocol):
+    async def add(self, referral: Referral) -> bool:
+        """False when the referee already has a referrer."""
+        ...
+
+    async def referrer_of(self, customer_id: int) -> int | None: ...
+
+    async def referees_of(self, customer_id: int) -> list[int]: ...
+
+
+class AuditRepository(Protocol):
+    async def add(self, entry: AuditEntry) -> None: ...
+
+    async def recent(self, limit: int = 50, subject: str | None = None) -> list[AuditEntry]: ...
+
+
+class OutboxRepository(Protocol):
+    async def add(self, job: OutboxJob) -> bool:
+        """Enqueue; False when a job with the same dedupe key exists (nothing changes)."""
+        ...
+
+    async def claim(
+        self,
+        now: datetime,
+        lease_until: datetime,
+        limit: int = 10,
+        kinds: Sequence[str] | None = None,
+    ) -> list[OutboxJob]:
+        """Atomic. Lease up to *limit* due pending jobs; two workers never get the same
+        job while its lease lasts (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+        ...
+
+    async def complete(self, job_id: int) -> None: ...
+
+    async def retry(self, job_id: int, due_at: datetime, error: str) -> None: ...
+
+    async def park(self, job_id: int, error: str) -> None: ...
+
+    async def get(self, job_id: int) -> OutboxJob | None: ...
+
+    async def pending_count(self) -> int: ...
+
+    async def parked(self, limit: int = 50) -> list[OutboxJob]: ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def customers(self) -> CustomerRepository: ...
+
+    @property
+    def plans(self) -> PlanRepository: ...
+
+    @property
+    def subscriptions(self) -> SubscriptionRepository: ...
+
+    @property
+    def trials(self) -> TrialRepository: ...
+
+    @property
+    def orders(self) -> OrderRepository: ...
+
+    @property
+    def payments(self) -> PaymentRepository: ...
+
+    @property
+    def ledger(self) -> LedgerRepository: ...
+
+    @property
+    def holds(self) -> HoldRepository: ...
+
+    @property
+    def promos(self) -> PromoRepository: ...
+
+    @property
+    def referrals(self) -> ReferralRepository: ...
+
+    @property
+    def audit(self) -> AuditRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back whatever was not committed."""
+        ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]

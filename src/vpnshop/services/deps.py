@@ -1,0 +1,59 @@
+"""What every use case needs: a way to open units of work, the time, and fresh ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from vpnshop.domain.actor import Actor
+from vpnshop.domain.audit import AuditEntry
+from vpnshop.domain.outbox import OutboxJob
+from vpnshop.ports.clock import Clock, IdGenerator
+from vpnshop.ports.storage import UnitOfWork, UnitOfWorkFactory
+
+
+def _no_kick() -> None:
+    return None
+
+
+@attrs.frozen
+class Deps:
+    """Shared dependencies of the use cases, built once by ``vpnshop.bootstrap``.
+
+    ``kick`` is called after a commit that enqueued outbox jobs, so that the outbox worker
+    of this process starts on them at once instead of at its next poll.
+    """
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    ids: IdGenerator
+    kick: Callable[[], None] = _no_kick
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+async def record(
+    uow: UnitOfWork,
+    now: datetime,
+    actor: Actor,
+    action: str,
+    subject: str,
+    **details: Any,
+) -> None:
+    """Append an audit entry in the caller's transaction."""
+    await uow.audit.add(
+        AuditEntry(actor=actor, action=action, subject=subject, at=now, details=details)
+    )
+
+
+async def enqueue(
+    uow: UnitOfWork, now: datetime, kind: str, dedupe_key: str, **payload: Any
+) -> bool:
+    """Add an outbox job in the caller's transaction (idempotent on *dedupe_key*)."""
+    return await uow.outbox.add(
+        OutboxJob(kind=kind, payload=payload, dedupe_key=dedupe_key, due_at=now, created_at=now)
+    )

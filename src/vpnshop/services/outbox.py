@@ -1,0 +1,143 @@
+"""The outbox worker: carries out side effects recorded by committed transactions.
+
+A job is leased (so that other workers and replicas skip it), run, then completed,
+retried with exponential backoff and jitter, or parked with its reason when retrying
+cannot help. A crash mid-job only lets the lease expire: the job runs again, which is why
+every handler must be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+
+import attrs
+
+from vpnshop.domain.errors import DomainError, NotFoundError, ValidationError
+from vpnshop.domain.outbox import OutboxJob, backoff
+from vpnshop.ports.notifier import RecipientUnreachableError, RetryLaterError
+from vpnshop.ports.panel import PanelInvalidError, PanelNotOwnedError
+from vpnshop.services.deps import Deps
+
+log = logging.getLogger(__name__)
+
+JobHandler = Callable[[OutboxJob], Awaitable[None]]
+
+
+class PermanentJobError(DomainError):
+    """A job that can never succeed as it is; it is parked for an admin."""
+
+    code = "job_permanent"
+
+
+PERMANENT: tuple[type[BaseException], ...] = (
+    PermanentJobError,
+    PanelInvalidError,
+    PanelNotOwnedError,
+    RecipientUnreachableError,
+    NotFoundError,
+    ValidationError,
+)
+
+
+@attrs.frozen
+class RunReport:
+    done: int = 0
+    retried: int = 0
+    parked: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.done + self.retried + self.parked
+
+
+@attrs.frozen
+class OutboxWorker:
+    """Drains due outbox jobs with the handler registered for each kind."""
+
+    deps: Deps
+    handlers: Mapping[str, JobHandler]
+    lease: timedelta = timedelta(seconds=120)
+    batch: int = 20
+    max_attempts: int = 25  # with 2**n backoff capped at 1 h: about a day of retries
+
+    async def run_once(self) -> RunReport:
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            jobs = await uow.outbox.claim(
+                now, now + self.lease, self.batch, kinds=list(self.handlers)
+            )
+            await uow.commit()
+        report = RunReport()
+        for job in jobs:
+            report = await self._run(job, report)
+        return report
+
+    async def drain(self, max_rounds: int = 100) -> RunReport:
+        """Run until nothing is due (or *max_rounds* batches); for tests and the CLI."""
+        total = RunReport()
+        for _ in range(max_rounds):
+            r = await self.run_once()
+            total = RunReport(
+                total.done + r.done, total.retried + r.retried, total.parked + r.parked
+            )
+            if r.total == 0:
+                break
+        return total
+
+    async def _run(self, job: OutboxJob, report: RunReport) -> RunReport:
+        assert job.id is not None
+        handler = self.handlers[job.kind]
+        try:
+            await handler(job)
+        except PERMANENT as e:
+            log.warning("outbox job %s (%s) parked: %s", job.id, job.kind, e)
+            await self._finish(job.id, park=f"{type(e).__name__}: {e}")
+            return attrs.evolve(report, parked=report.parked + 1)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            if job.attempts >= self.max_attempts:
+                log.error(
+                    "outbox job %s (%s) parked after %d attempts: %s",
+                    job.id,
+                    job.kind,
+                    job.attempts,
+                    error,
+                )
+                await self._finish(job.id, park=error)
+                return attrs.evolve(report, parked=report.parked + 1)
+            delay = (
+                timedelta(seconds=e.retry_after)
+                if isinstance(e, RetryLaterError)
+                else backoff(job.attempts)
+            )
+            log.info(
+                "outbox job %s (%s) failed, retry in %s: %s",
+                job.id,
+                job.kind,
+                delay,
+                error,
+                exc_info=not isinstance(e, DomainError),
+            )
+            await self._finish(job.id, retry_at=self.deps.now() + delay, error=error)
+            return attrs.evolve(report, retried=report.retried + 1)
+        await self._finish(job.id)
+        return attrs.evolve(report, done=report.done + 1)
+
+    async def _finish(
+        self,
+        job_id: int,
+        *,
+        park: str | None = None,
+        retry_at: datetime | None = None,
+        error: str = "",
+    ) -> None:
+        async with self.deps.uow() as uow:
+            if park is not None:
+                await uow.outbox.park(job_id, park)
+            elif retry_at is not None:
+                await uow.outbox.retry(job_id, retry_at, error)
+            else:
+                await uow.outbox.complete(job_id)
+            await uow.commit()

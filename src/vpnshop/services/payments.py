@@ -1,0 +1,473 @@
+"""Payment use cases: start a checkout, confirm a provider's payment exactly once, pay
+from the balance (hold, fulfil, capture; release on failure)."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+
+import attrs
+
+from vpnshop.domain.actor import Actor
+from vpnshop.domain.errors import (
+    AmountMismatchError,
+    CustomerBannedError,
+    DomainError,
+    NotFoundError,
+    ValidationError,
+)
+from vpnshop.domain.ledger import EntryKind
+from vpnshop.domain.money import Currency, Money
+from vpnshop.domain.order import Order, OrderKind
+from vpnshop.domain.outbox import JobKind
+from vpnshop.domain.payment import Payment, PaymentStatus
+from vpnshop.domain.promo import PromoRedemption
+from vpnshop.domain.referral import ReferralPolicy
+from vpnshop.ports.payments import (
+    AmountOutOfRangeError,
+    CheckoutRequest,
+    EventKind,
+    PaymentEvent,
+    PaymentGateway,
+)
+from vpnshop.ports.storage import UnitOfWork
+from vpnshop.services.deps import Deps, enqueue, record
+from vpnshop.services.ledger import capture_hold, hold_funds, post_entry, release_hold
+from vpnshop.services.pricing import price_plan_order, topup_order
+from vpnshop.services.subscriptions import extend_in
+
+log = logging.getLogger(__name__)
+
+BALANCE = "balance"
+
+
+class Outcome(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    DUPLICATE = "duplicate"  # authentic, already applied: answer 2xx, change nothing
+    IGNORED = "ignored"  # authentic, nothing to do
+    UNKNOWN = "unknown"  # no such payment of ours
+    CANCELED = "canceled"
+
+
+async def fulfil_order(
+    uow: UnitOfWork, deps: Deps, order: Order, *, payment_id: str, actor: Actor
+) -> None:
+    """Deliver what *order* bought, in the caller's transaction (after the payment was
+    finalised by the same transaction)."""
+    now = deps.now()
+    if order.kind is OrderKind.TOPUP:
+        await post_entry(
+            uow,
+            deps,
+            customer_id=order.customer_id,
+            amount=order.amount,
+            kind=EntryKind.TOPUP,
+            key=f"topup:{payment_id}",
+            actor=actor,
+            reference=payment_id,
+        )
+    else:
+        assert order.plan_code is not None
+        plan = await uow.plans.get(order.plan_code)
+        if plan is None:
+            raise NotFoundError(f"plan {order.plan_code} vanished")
+        await extend_in(
+            uow,
+            deps,
+            customer_id=order.customer_id,
+            days=order.days,
+            plan=plan,
+            reason=f"payment:{payment_id}",
+        )
+    if order.promo_code:
+        promo = await uow.promos.get(order.promo_code)
+        if promo is not None:
+            await uow.promos.redeem(
+                PromoRedemption(promo.code, order.customer_id, now, order.id),
+                once_per_customer=promo.once_per_customer,
+                max_uses=None,
+            )
+    await enqueue(
+        uow,
+        now,
+        JobKind.NOTIFY_CUSTOMER,
+        f"notify:paid:{payment_id}",
+        customer_id=order.customer_id,
+        template="payment_received",
+        payment_id=payment_id,
+    )
+
+
+async def reward_referrer(
+    uow: UnitOfWork, deps: Deps, policy: ReferralPolicy, *, customer_id: int, payment: Payment
+) -> None:
+    """The referral reward for one referee payment, exactly once (keyed by the payment)."""
+    referrer_id = await uow.referrals.referrer_of(customer_id)
+    if referrer_id is None:
+        return
+    reward = policy.reward(payment.amount)
+    if reward.is_positive:
+        await post_entry(
+            uow,
+            deps,
+            customer_id=referrer_id,
+            amount=reward,
+            kind=EntryKind.REFERRAL_REWARD,
+            key=f"referral:{payment.id}",
+            actor=Actor.system("referral"),
+            reference=payment.id,
+        )
+        await enqueue(
+            uow,
+            deps.now(),
+            JobKind.NOTIFY_CUSTOMER,
+            f"notify:referral:{payment.id}",
+            customer_id=referrer_id,
+            template="referral_reward",
+            amount=str(reward),
+        )
+    if policy.referrer_bonus_days or policy.referee_bonus_days:
+        first = [
+            p
+            for p in await uow.payments.recent(limit=2, customer_id=customer_id)
+            if p.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+        ]
+        if len(first) == 1 and first[0].id == payment.id:
+            if policy.referrer_bonus_days:
+                await extend_in(
+                    uow,
+                    deps,
+                    customer_id=referrer_id,
+                    days=policy.referrer_bonus_days,
+                    plan=None,
+                    reason=f"referral-bonus:{payment.id}",
+                )
+            if policy.referee_bonus_days:
+                await extend_in(
+                    uow,
+                    deps,
+                    customer_id=customer_id,
+                    days=policy.referee_bonus_days,
+                    plan=None,
+                    reason=f"referee-bonus:{payment.id}",
+                )
+
+
+@attrs.frozen
+class ConfirmPayment:
+    """Apply an authenticated provider event to the stored payment, exactly once.
+
+    The event must match the stored payment's provider, and its amount and currency must
+    equal the order's; a mismatch is never credited: it is audited, reported to the
+    admins, and raised as AmountMismatchError. Finalisation is one conditional UPDATE, so
+    with any number of concurrent deliveries and replicas exactly one caller fulfils.
+    """
+
+    deps: Deps
+    referral: ReferralPolicy = attrs.field(factory=ReferralPolicy)
+
+    async def __call__(self, event: PaymentEvent) -> Outcome:
+        if event.kind is EventKind.PAYMENT_SUCCEEDED:
+            return await self._succeeded(event)
+        if event.kind in (EventKind.PAYMENT_CANCELED, EventKind.PAYMENT_EXPIRED):
+            return await self._closed(event)
+        return Outcome.IGNORED
+
+    async def _find(self, uow: UnitOfWork, event: PaymentEvent) -> Payment | None:
+        payment = None
+        if event.payment_ref:
+            payment = await uow.payments.get(event.payment_ref)
+        if payment is None and event.external_id:
+            payment = await uow.payments.by_external_id(event.provider, event.external_id)
+        if payment is None or payment.provider != event.provider:
+            return None
+        if event.external_id and payment.external_id and payment.external_id != event.external_id:
+            return None  # our payment, but another provider-side payment: not this one
+        return payment
+
+    async def _succeeded(self, event: PaymentEvent) -> Outcome:
+        now = self.deps.now()
+        actor = Actor.provider(event.provider)
+        async with self.deps.uow() as uow:
+            payment = await self._find(uow, event)
+            if payment is None:
+                log.warning(
+                    "%s event for unknown payment ref=%s ext=%s",
+                    event.provider,
+                    event.payment_ref,
+                    event.external_id,
+                )
+                return Outcome.UNKNOWN
+            if event.amount != payment.amount:
+                await record(
+                    uow,
+                    now,
+                    actor,
+                    "payment.amount_mismatch",
+                    f"payment:{payment.id}",
+                    expected=str(payment.amount),
+                    got=str(event.amount),
+                )
+                await enqueue(
+                    uow,
+                    now,
+                    JobKind.NOTIFY_ADMINS,
+                    f"mismatch:{event.dedupe_key}",
+                    template="amount_mismatch",
+                    payment_id=payment.id,
+                    expected=str(payment.amount),
+                    got=str(event.amount),
+                )
+                await uow.commit()
+                raise AmountMismatchError(
+                    f"payment {payment.id}: expected {payment.amount}, provider said {event.amount}"
+                )
+            done = await uow.payments.transition(
+                payment.id,
+                PaymentStatus.SUCCEEDED,
+                now,
+                external_id=event.external_id,
+                saved_method_id=event.saved_method_id,
+            )
+            if done is None:
+                return Outcome.DUPLICATE
+            order = await uow.orders.get(payment.order_id)
+            if order is None:
+                raise NotFoundError(f"order {payment.order_id}")
+            await fulfil_order(uow, self.deps, order, payment_id=payment.id, actor=actor)
+            await reward_referrer(
+                uow, self.deps, self.referral, customer_id=order.customer_id, payment=done
+            )
+            await record(
+                uow,
+                now,
+                actor,
+                "payment.succeeded",
+                f"payment:{payment.id}",
+                amount=str(payment.amount),
+                external_id=event.external_id,
+            )
+            await uow.commit()
+        self.deps.kick()
+        return Outcome.CONFIRMED
+
+    async def _closed(self, event: PaymentEvent) -> Outcome:
+        to = (
+            PaymentStatus.CANCELED
+            if event.kind is EventKind.PAYMENT_CANCELED
+            else PaymentStatus.EXPIRED
+        )
+        async with self.deps.uow() as uow:
+            payment = await self._find(uow, event)
+            if payment is None:
+                return Outcome.UNKNOWN
+            if await uow.payments.transition(payment.id, to, self.deps.now()) is None:
+                return Outcome.DUPLICATE
+            await uow.commit()
+        return Outcome.CANCELED
+
+
+@attrs.frozen
+class CheckoutLink:
+    payment_id: str
+    order: Order
+    url: str | None
+    invoice_payload: str | None
+
+
+@attrs.frozen
+class StartCheckout:
+    """Price an order on the server, store the payment, then create it at the provider.
+
+    The payment is stored before the provider is called, and the provider is given an
+    idempotency key derived from it, so a retry never creates a second charge.
+    """
+
+    deps: Deps
+    gateways: Mapping[str, PaymentGateway]
+
+    async def __call__(
+        self,
+        customer_id: int,
+        provider: str,
+        *,
+        plan_code: str | None = None,
+        topup: Money | None = None,
+        promo_code: str | None = None,
+        return_url: str | None = None,
+        email: str | None = None,
+    ) -> CheckoutLink:
+        gateway = self.gateways.get(provider)
+        if gateway is None:
+            raise ValidationError(f"payment method {provider!r} is not available")
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            customer = await uow.customers.get(customer_id)
+            if customer is None:
+                raise NotFoundError(f"customer {customer_id}")
+            if customer.banned:
+                raise CustomerBannedError("banned customers cannot buy")
+            if plan_code is not None:
+                order = await price_plan_order(
+                    uow,
+                    self.deps,
+                    customer_id=customer_id,
+                    plan_code=plan_code,
+                    cur=gateway.currency,
+                    promo_code=promo_code,
+                )
+            elif topup is not None:
+                if topup.currency != gateway.currency:
+                    raise ValidationError(f"{provider} takes {gateway.currency.code}")
+                order = topup_order(self.deps, customer_id=customer_id, amount=topup)
+            else:
+                raise ValidationError("a checkout buys a plan or tops up the balance")
+            check_limits(gateway, order.amount)
+            payment = Payment(
+                id=self.deps.ids.new_id(),
+                order_id=order.id,
+                customer_id=customer_id,
+                provider=provider,
+                amount=order.amount,
+                created_at=now,
+                updated_at=now,
+            )
+            await uow.orders.add(order)
+            await uow.payments.add(payment)
+            await record(
+                uow,
+                now,
+                Actor.customer(customer.telegram_id),
+                "checkout.start",
+                f"payment:{payment.id}",
+                provider=provider,
+                amount=str(order.amount),
+            )
+            await uow.commit()
+        checkout = await gateway.create_payment(
+            CheckoutRequest(
+                payment_id=payment.id,
+                order_id=order.id,
+                amount=order.amount,
+                description=_describe(order),
+                idempotency_key=f"pay:{payment.id}",
+                customer_telegram_id=customer.telegram_id,
+                return_url=return_url,
+                email=email,
+                plan_code=order.plan_code,
+            )
+        )
+        async with self.deps.uow() as uow:
+            await uow.payments.transition(
+                payment.id,
+                PaymentStatus.PENDING,
+                self.deps.now(),
+                external_id=checkout.external_id,
+                confirmation_url=checkout.url,
+            )
+            await uow.commit()
+        return CheckoutLink(payment.id, order, checkout.url, checkout.invoice_payload)
+
+
+def check_limits(gateway: PaymentGateway, amount: Money) -> None:
+    low, high = gateway.min_amount, gateway.max_amount
+    if low is not None and amount < low:
+        raise AmountOutOfRangeError(f"{gateway.name}: the minimum is {low}")
+    if high is not None and amount > high:
+        raise AmountOutOfRangeError(f"{gateway.name}: the maximum is {high}")
+
+
+def _describe(order: Order) -> str:
+    if order.kind is OrderKind.TOPUP:
+        return f"Balance top-up {order.amount}"
+    return f"VPN {order.plan_code}, {order.days} days"
+
+
+@attrs.frozen
+class PayFromBalance:
+    """Buy a plan with the balance: hold the money, fulfil, capture; release on failure.
+
+    Three short transactions, so that a failed fulfilment gives the money back and a
+    crash between them leaves a visible HELD hold rather than money in limbo.
+    """
+
+    deps: Deps
+
+    async def __call__(
+        self,
+        customer_id: int,
+        plan_code: str,
+        cur: Currency,
+        *,
+        actor: Actor,
+        promo_code: str | None = None,
+        order_id: str | None = None,
+    ) -> Payment:
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            customer = await uow.customers.get(customer_id)
+            if customer is None:
+                raise NotFoundError(f"customer {customer_id}")
+            if customer.banned:
+                raise CustomerBannedError("banned customers cannot buy")
+            order = await price_plan_order(
+                uow,
+                self.deps,
+                customer_id=customer_id,
+                plan_code=plan_code,
+                cur=cur,
+                promo_code=promo_code,
+            )
+            if order_id is not None:  # a caller-chosen id makes a retried purchase idempotent
+                order = attrs.evolve(order, id=order_id)
+                if await uow.orders.get(order_id) is not None:
+                    raise ValidationError(f"order {order_id} exists")
+            payment = Payment(
+                id=f"b_{order.id}",
+                order_id=order.id,
+                customer_id=customer_id,
+                provider=BALANCE,
+                amount=order.amount,
+                status=PaymentStatus.PENDING,
+                external_id=f"hold:{order.id}",
+                created_at=now,
+                updated_at=now,
+            )
+            await uow.orders.add(order)
+            await uow.payments.add(payment)
+            hold = await hold_funds(
+                uow,
+                self.deps,
+                customer_id=customer_id,
+                amount=order.amount,
+                order_id=order.id,
+                actor=actor,
+            )
+            await uow.commit()
+        try:
+            async with self.deps.uow() as uow:
+                done = await uow.payments.transition(
+                    payment.id, PaymentStatus.SUCCEEDED, self.deps.now()
+                )
+                if done is None:
+                    raise DomainError(f"payment {payment.id} was finalised elsewhere")
+                await fulfil_order(uow, self.deps, order, payment_id=payment.id, actor=actor)
+                await capture_hold(uow, hold.id)
+                await record(
+                    uow,
+                    self.deps.now(),
+                    actor,
+                    "payment.balance",
+                    f"payment:{payment.id}",
+                    amount=str(order.amount),
+                )
+                await uow.commit()
+        except BaseException:
+            async with self.deps.uow() as uow:
+                await release_hold(uow, self.deps, hold.id, Actor.system("release"))
+                await uow.payments.transition(payment.id, PaymentStatus.CANCELED, self.deps.now())
+                await uow.commit()
+            raise
+        self.deps.kick()
+        return done

@@ -1,0 +1,132 @@
+"""Fixtures shared by every test: databases (SQLite, PostgreSQL, memory), clocks, ids.
+
+PostgreSQL is real: one throwaway cluster per test session on 127.0.0.1, a migrated
+template database, and a fresh copy of it per test. Where no PostgreSQL server binaries
+exist, PostgreSQL tests are skipped on a developer machine, but fail under CI (``CI`` set)
+or with ``VPNSHOP_REQUIRE_POSTGRES=1``: CI must never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from vpnshop.adapters.storage.engine import create_engine
+from vpnshop.adapters.storage.migrate import upgrade
+from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
+from vpnshop.ports.storage import UnitOfWork
+from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError
+
+BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+_db_numbers = itertools.count(1)
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run *coro* to completion from sync code, even when called inside a running loop
+    (session fixtures are created lazily from async fixtures)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _postgres_required() -> bool:
+    return bool(os.environ.get("CI")) or os.environ.get("VPNSHOP_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresUnavailableError as e:
+        if _postgres_required():
+            pytest.fail(f"PostgreSQL is required here but unavailable: {e}")
+        pytest.skip(f"PostgreSQL unavailable: {e}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster: PostgresCluster) -> str:
+    """A migrated database that each test's database is copied from."""
+    name = "vpnshop_template"
+    pg_cluster.create_database(name)
+
+    async def migrate() -> None:
+        engine = create_engine(pg_cluster.sqlalchemy_url(name))
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    run_async(migrate())
+    return name
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+
+    async def migrate() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    run_async(migrate())
+    return path
+
+
+def make_database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """A fresh, migrated, empty database of *backend* for one test."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "vpnshop.db"
+        shutil.copyfile(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    if backend == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+        template_name: str = request.getfixturevalue("pg_template")
+        name = f"t{os.getpid()}_{next(_db_numbers)}"
+        cluster.create_database(name, template=template_name)
+        return cluster.sqlalchemy_url(name)
+    raise ValueError(backend)
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return make_database_url(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+async def uow_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[[], UnitOfWork]]:
+    """A zero-argument factory of units of work on a fresh store of each backend."""
+    if request.param == "memory":
+        from vpnshop.testing.memory import MemoryStore, memory_uow_factory
+
+        yield memory_uow_factory(MemoryStore())
+        return
+    engine = create_engine(make_database_url(request, request.param, tmp_path), pool_size=20)
+    try:
+        yield lambda: SqlAlchemyUnitOfWork(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
