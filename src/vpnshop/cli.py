@@ -200,13 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if settings.log_level != "debug":  # Alembic narrates every plugin at INFO
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    from vpnshop.bootstrap import SchemaOutOfDateError
     from vpnshop.domain.errors import DomainError
+    from vpnshop.ports.storage import StorageUnavailableError
 
     try:
         handler: Handler = args.handler
         return asyncio.run(handler(args, settings))
-    except DomainError as e:
+    except (DomainError, SchemaOutOfDateError, StorageUnavailableError) as e:
         print(f"vpnshop: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the database or a service could not be reached
+        print(f"vpnshop: cannot connect: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

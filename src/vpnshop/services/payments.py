@@ -10,8 +10,10 @@ from collections.abc import Mapping
 import attrs
 
 from vpnshop.domain.actor import Actor
+from vpnshop.domain.customer import Customer
 from vpnshop.domain.errors import (
     AmountMismatchError,
+    ConflictError,
     CustomerBannedError,
     DomainError,
     NotFoundError,
@@ -20,7 +22,7 @@ from vpnshop.domain.errors import (
 from vpnshop.domain.ledger import EntryKind
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
-from vpnshop.domain.outbox import JobKind
+from vpnshop.domain.outbox import JobKind, OutboxJob
 from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.domain.promo import PromoRedemption
 from vpnshop.domain.referral import ReferralPolicy
@@ -172,6 +174,10 @@ class ConfirmPayment:
             return await self._succeeded(event)
         if event.kind in (EventKind.PAYMENT_CANCELED, EventKind.PAYMENT_EXPIRED):
             return await self._closed(event)
+        if event.kind in (EventKind.SUBSCRIPTION_STARTED, EventKind.SUBSCRIPTION_RENEWED):
+            return await self._provider_subscription_paid(event)
+        if event.kind is EventKind.SUBSCRIPTION_CANCELLED:
+            return await self._provider_subscription_cancelled(event)
         return Outcome.IGNORED
 
     async def _find(self, uow: UnitOfWork, event: PaymentEvent) -> Payment | None:
@@ -251,6 +257,131 @@ class ConfirmPayment:
             await uow.commit()
         self.deps.kick()
         return Outcome.CONFIRMED
+
+    async def _provider_subscription_paid(self, event: PaymentEvent) -> Outcome:
+        """A provider-run subscription (Tribute) was paid for a period: record the payment
+        under the event's dedupe key (unique per provider, so a redelivery is a duplicate)
+        and extend by the mapped plan. Only a signed event ever gets here."""
+        if event.telegram_id is None or event.product is None or event.amount is None:
+            log.warning(
+                "%s subscription event without customer, product or amount: %s",
+                event.provider,
+                event.dedupe_key,
+            )
+            return Outcome.IGNORED
+        now = self.deps.now()
+        actor = Actor.provider(event.provider)
+        async with self.deps.uow() as uow:
+            plan = await uow.plans.get(event.product)
+            if plan is None:
+                await enqueue(
+                    uow,
+                    now,
+                    JobKind.NOTIFY_ADMINS,
+                    f"unmapped:{event.dedupe_key}",
+                    template="unmapped_product",
+                    provider=event.provider,
+                    product=event.product,
+                    telegram_id=event.telegram_id,
+                )
+                await uow.commit()
+                return Outcome.IGNORED
+            customer = await uow.customers.by_telegram_id(event.telegram_id)
+            if customer is None:  # paid before ever opening the bot: keep their money's worth
+                customer = await uow.customers.add(
+                    Customer(id=None, telegram_id=event.telegram_id, created_at=now)
+                )
+            assert customer.id is not None
+            order = (
+                Order(
+                    id=self.deps.ids.new_id(),
+                    customer_id=customer.id,
+                    kind=OrderKind.PLAN,
+                    amount=event.amount,
+                    list_price=event.amount,
+                    plan_code=plan.code,
+                    days=plan.duration_days,
+                    created_at=now,
+                )
+                if event.amount.is_positive
+                else None
+            )
+            if order is None:
+                log.warning(
+                    "%s: zero-amount subscription event %s (trial or gift) ignored",
+                    event.provider,
+                    event.dedupe_key,
+                )
+                return Outcome.IGNORED
+            payment = Payment(
+                id=self.deps.ids.new_id(),
+                order_id=order.id,
+                customer_id=customer.id,
+                provider=event.provider,
+                amount=event.amount,
+                status=PaymentStatus.CREATED,
+                external_id=event.dedupe_key,
+                created_at=now,
+                updated_at=now,
+            )
+            await uow.orders.add(order)
+            try:
+                await uow.payments.add(payment)
+            except ConflictError:
+                return Outcome.DUPLICATE
+            done = await uow.payments.transition(payment.id, PaymentStatus.SUCCEEDED, now)
+            assert done is not None
+            await fulfil_order(uow, self.deps, order, payment_id=payment.id, actor=actor)
+            await reward_referrer(
+                uow, self.deps, self.referral, customer_id=customer.id, payment=done
+            )
+            await record(
+                uow,
+                now,
+                actor,
+                "payment.subscription",
+                f"payment:{payment.id}",
+                amount=str(event.amount),
+                event=event.kind.value,
+                dedupe_key=event.dedupe_key,
+            )
+            await uow.commit()
+        self.deps.kick()
+        return Outcome.CONFIRMED
+
+    async def _provider_subscription_cancelled(self, event: PaymentEvent) -> Outcome:
+        """Renewals stop at the provider; the time already paid for stays."""
+        if event.telegram_id is None:
+            return Outcome.IGNORED
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            customer = await uow.customers.by_telegram_id(event.telegram_id)
+            if customer is None:
+                return Outcome.UNKNOWN
+            if not await uow.outbox.add(
+                OutboxJob(
+                    kind=JobKind.NOTIFY_CUSTOMER,
+                    dedupe_key=f"notify:{event.dedupe_key}",
+                    payload={
+                        "customer_id": customer.id,
+                        "template": "provider_subscription_cancelled",
+                        "provider": event.provider,
+                    },
+                    due_at=now,
+                    created_at=now,
+                )
+            ):
+                return Outcome.DUPLICATE
+            await record(
+                uow,
+                now,
+                Actor.provider(event.provider),
+                "subscription.cancelled",
+                f"customer:{customer.id}",
+                product=event.product,
+            )
+            await uow.commit()
+        return Outcome.CANCELED
 
     async def _closed(self, event: PaymentEvent) -> Outcome:
         to = (

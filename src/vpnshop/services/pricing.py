@@ -6,7 +6,7 @@ from __future__ import annotations
 from vpnshop.domain.errors import NotFoundError, PromoError, ValidationError
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
-from vpnshop.domain.promo import PromoKind
+from vpnshop.domain.promo import PromoKind, normalise_code
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps
 
@@ -29,7 +29,7 @@ async def price_plan_order(
         raise ValidationError(f"plan {plan_code} has no price in {cur.code}")
     amount, discount, code = list_price, 0, None
     if promo_code:
-        promo = await uow.promos.get(promo_code)
+        promo = await uow.promos.get(normalise_code(promo_code))
         if promo is None:
             raise PromoError("unknown")
         promo.check_usable(deps.now())
