@@ -339,30 +339,28 @@ async def test_subscription_round_trips_every_field(uow_factory: Factory) -> Non
         assert await uow.subscriptions.get(stored.id + 1000) is None
 
 
-async def test_subscription_update_and_for_customer_newest_first(uow_factory: Factory) -> None:
-    """for_customer() lists only that customer's subscriptions, newest first; update() sticks."""
+async def test_one_subscription_per_customer_and_update(uow_factory: Factory) -> None:
+    """A customer has at most one subscription (a second add is a conflict that changes
+    nothing); for_customer() lists only that customer's; update() sticks."""
     alice = await _add_customer(uow_factory)
     bob = await _add_customer(uow_factory)
     assert alice.id is not None
     assert bob.id is not None
     async with uow_factory() as uow:
-        first = await uow.subscriptions.add(
-            Subscription.new(alice.id, T0).extended(3, T0)
-        )
-        second = await uow.subscriptions.add(
-            attrs.evolve(Subscription.new(alice.id, T0 + timedelta(hours=1)),
-                         updated_at=T0 + timedelta(hours=1))
-        )
+        first = await uow.subscriptions.add(Subscription.new(alice.id, T0).extended(3, T0))
         await uow.subscriptions.add(attrs.evolve(Subscription.new(bob.id, T0), updated_at=T0))
         await uow.commit()
-    extended = second.extended(30, T0 + timedelta(hours=2))
+    async with uow_factory() as uow:
+        with pytest.raises(ConflictError):
+            await uow.subscriptions.add(Subscription.new(alice.id, T0).extended(9, T0))
+    extended = first.extended(30, T0 + timedelta(hours=2))
     async with uow_factory() as uow:
         await uow.subscriptions.update(extended)
         await uow.commit()
     async with uow_factory() as uow:
         mine = await uow.subscriptions.for_customer(alice.id)
         assert await uow.subscriptions.for_customer(alice.id + bob.id + 1000) == []
-    assert mine == [extended, first]
+    assert mine == [extended]
 
 
 async def test_set_panel_link_touches_only_the_link(uow_factory: Factory) -> None:
@@ -405,16 +403,16 @@ async def test_customer_lock_then_change_commits(uow_factory: Factory) -> None:
 
 async def test_expiring_between_is_half_open_and_ordered(uow_factory: Factory) -> None:
     """expiring_between(start, end) returns start <= expires_at < end, soonest first."""
-    customer = await _add_customer(uow_factory)
-    assert customer.id is not None
     offsets = [timedelta(hours=h) for h in (5, 0, 24, 12, -1, 25)]
-    async with uow_factory() as uow:
-        for offset in offsets:
+    for offset in offsets:
+        customer = await _add_customer(uow_factory)
+        assert customer.id is not None
+        async with uow_factory() as uow:
             await uow.subscriptions.add(
                 Subscription(id=None, customer_id=customer.id, plan_code=None,
                              expires_at=T0 + offset, created_at=T0, updated_at=T0)
             )
-        await uow.commit()
+            await uow.commit()
     async with uow_factory() as uow:
         found = await uow.subscriptions.expiring_between(T0, T0 + timedelta(hours=24))
     assert [s.expires_at - T0 for s in found] == [timedelta(hours=h) for h in (0, 5, 12)]

@@ -223,8 +223,8 @@ async def test_pay_from_balance_releases_on_failure(uow_factory: Factory) -> Non
 
 
 class FailingFulfilment:
-    """A unit of work whose subscription writes fail while ``armed`` (a fulfilment that
-    breaks half-way); everything else is the real store."""
+    """A unit of work whose fulfilment fails while ``armed`` (subscription writes, or the
+    one-statement settlement where the store has it); everything else is the real store."""
 
     armed = False
 
@@ -250,6 +250,14 @@ class FailingFulfilment:
             update = add
 
         return Broken()
+
+    def can_settle(self, effects: object) -> bool:
+        return bool(getattr(self._inner, "can_settle", lambda _: False)(effects))
+
+    async def settle(self, *args: object, **kwargs: object) -> object:
+        if FailingFulfilment.armed:
+            raise RuntimeError("panel of doom")
+        return await self._inner.settle(*args, **kwargs)  # type: ignore[attr-defined]
 
     async def __aenter__(self) -> FailingFulfilment:
         await self._inner.__aenter__()

@@ -75,3 +75,18 @@ class Subscription:
         """A subscription that has not started yet: expiry now, to be extended."""
         sub = cls(id=None, customer_id=customer_id, plan_code=None, expires_at=now, created_at=now)
         return sub.with_plan(plan) if plan is not None else sub
+
+
+def extend_or_start(
+    existing: Subscription | None, customer_id: int, days: int, plan: Plan | None,
+    now: datetime,
+) -> Subscription:
+    """The customer's subscription after buying *days* (of *plan*, whose limits it takes).
+
+    The one rule every purchase, gift and bonus follows: extend the existing subscription
+    from max(now, expiry), or start one now; it is enabled afterwards.
+    """
+    sub = existing if existing is not None else Subscription.new(customer_id, now)
+    if plan is not None:
+        sub = sub.with_plan(plan)
+    return attrs.evolve(sub.extended(days, now), enabled=True)

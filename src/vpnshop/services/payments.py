@@ -19,12 +19,10 @@ from vpnshop.domain.errors import (
     NotFoundError,
     ValidationError,
 )
-from vpnshop.domain.ledger import EntryKind
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
 from vpnshop.domain.outbox import JobKind, OutboxJob
-from vpnshop.domain.payment import Payment, PaymentStatus
-from vpnshop.domain.promo import PromoRedemption
+from vpnshop.domain.payment import OPEN_STATUSES, Payment, PaymentStatus
 from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.ports.payments import (
     AmountOutOfRangeError,
@@ -33,11 +31,11 @@ from vpnshop.ports.payments import (
     PaymentEvent,
     PaymentGateway,
 )
-from vpnshop.ports.storage import UnitOfWork
+from vpnshop.ports.storage import PaymentContext, UnitOfWork
 from vpnshop.services.deps import Deps, enqueue, record
-from vpnshop.services.ledger import capture_hold, hold_funds, post_entry, release_hold
+from vpnshop.services.ledger import capture_hold, hold_funds, release_hold
 from vpnshop.services.pricing import price_plan_order, topup_order
-from vpnshop.services.subscriptions import extend_in
+from vpnshop.services.settlement import effects_for, settle
 
 log = logging.getLogger(__name__)
 
@@ -52,108 +50,12 @@ class Outcome(enum.StrEnum):
     CANCELED = "canceled"
 
 
-async def fulfil_order(
-    uow: UnitOfWork, deps: Deps, order: Order, *, payment_id: str, actor: Actor
-) -> None:
-    """Deliver what *order* bought, in the caller's transaction (after the payment was
-    finalised by the same transaction)."""
-    now = deps.now()
-    if order.kind is OrderKind.TOPUP:
-        await post_entry(
-            uow,
-            deps,
-            customer_id=order.customer_id,
-            amount=order.amount,
-            kind=EntryKind.TOPUP,
-            key=f"topup:{payment_id}",
-            actor=actor,
-            reference=payment_id,
-        )
-    else:
-        assert order.plan_code is not None
-        plan = await uow.plans.get(order.plan_code)
-        if plan is None:
-            raise NotFoundError(f"plan {order.plan_code} vanished")
-        await extend_in(
-            uow,
-            deps,
-            customer_id=order.customer_id,
-            days=order.days,
-            plan=plan,
-            reason=f"payment:{payment_id}",
-        )
-    if order.promo_code:
-        promo = await uow.promos.get(order.promo_code)
-        if promo is not None:
-            await uow.promos.redeem(
-                PromoRedemption(promo.code, order.customer_id, now, order.id),
-                once_per_customer=promo.once_per_customer,
-                max_uses=None,
-            )
-    await enqueue(
-        uow,
-        now,
-        JobKind.NOTIFY_CUSTOMER,
-        f"notify:paid:{payment_id}",
-        customer_id=order.customer_id,
-        template="payment_received",
-        payment_id=payment_id,
-    )
-
-
-async def reward_referrer(
-    uow: UnitOfWork, deps: Deps, policy: ReferralPolicy, *, customer_id: int, payment: Payment
-) -> None:
-    """The referral reward for one referee payment, exactly once (keyed by the payment)."""
-    referrer_id = await uow.referrals.referrer_of(customer_id)
-    if referrer_id is None:
-        return
-    reward = policy.reward(payment.amount)
-    if reward.is_positive:
-        await post_entry(
-            uow,
-            deps,
-            customer_id=referrer_id,
-            amount=reward,
-            kind=EntryKind.REFERRAL_REWARD,
-            key=f"referral:{payment.id}",
-            actor=Actor.system("referral"),
-            reference=payment.id,
-        )
-        await enqueue(
-            uow,
-            deps.now(),
-            JobKind.NOTIFY_CUSTOMER,
-            f"notify:referral:{payment.id}",
-            customer_id=referrer_id,
-            template="referral_reward",
-            amount=str(reward),
-        )
-    if policy.referrer_bonus_days or policy.referee_bonus_days:
-        first = [
-            p
-            for p in await uow.payments.recent(limit=2, customer_id=customer_id)
-            if p.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
-        ]
-        if len(first) == 1 and first[0].id == payment.id:
-            if policy.referrer_bonus_days:
-                await extend_in(
-                    uow,
-                    deps,
-                    customer_id=referrer_id,
-                    days=policy.referrer_bonus_days,
-                    plan=None,
-                    reason=f"referral-bonus:{payment.id}",
-                )
-            if policy.referee_bonus_days:
-                await extend_in(
-                    uow,
-                    deps,
-                    customer_id=customer_id,
-                    days=policy.referee_bonus_days,
-                    plan=None,
-                    reason=f"referee-bonus:{payment.id}",
-                )
+async def promo_once(uow: UnitOfWork, ctx: PaymentContext) -> bool:
+    """Whether the order's promo code (if any) may be redeemed once per customer only."""
+    if not ctx.order.promo_code:
+        return True
+    promo = await uow.promos.get(ctx.order.promo_code)
+    return promo.once_per_customer if promo is not None else True
 
 
 @attrs.frozen
@@ -180,24 +82,21 @@ class ConfirmPayment:
             return await self._provider_subscription_cancelled(event)
         return Outcome.IGNORED
 
-    async def _find(self, uow: UnitOfWork, event: PaymentEvent) -> Payment | None:
-        payment = None
-        if event.payment_ref:
-            payment = await uow.payments.get(event.payment_ref)
-        if payment is None and event.external_id:
-            payment = await uow.payments.by_external_id(event.provider, event.external_id)
-        if payment is None or payment.provider != event.provider:
+    async def _context(self, uow: UnitOfWork, event: PaymentEvent) -> PaymentContext | None:
+        ctx = await uow.payments.context(event.payment_ref, event.provider, event.external_id)
+        if ctx is None or ctx.payment.provider != event.provider:
             return None
-        if event.external_id and payment.external_id and payment.external_id != event.external_id:
+        stored = ctx.payment.external_id
+        if event.external_id and stored and stored != event.external_id:
             return None  # our payment, but another provider-side payment: not this one
-        return payment
+        return ctx
 
     async def _succeeded(self, event: PaymentEvent) -> Outcome:
         now = self.deps.now()
         actor = Actor.provider(event.provider)
         async with self.deps.uow() as uow:
-            payment = await self._find(uow, event)
-            if payment is None:
+            ctx = await self._context(uow, event)
+            if ctx is None:
                 log.warning(
                     "%s event for unknown payment ref=%s ext=%s",
                     event.provider,
@@ -205,6 +104,9 @@ class ConfirmPayment:
                     event.external_id,
                 )
                 return Outcome.UNKNOWN
+            payment = ctx.payment
+            if payment.status not in OPEN_STATUSES:
+                return Outcome.DUPLICATE
             if event.amount != payment.amount:
                 await record(
                     uow,
@@ -229,31 +131,25 @@ class ConfirmPayment:
                 raise AmountMismatchError(
                     f"payment {payment.id}: expected {payment.amount}, provider said {event.amount}"
                 )
-            done = await uow.payments.transition(
+            effects = effects_for(
+                ctx,
+                now=now,
+                actor=actor,
+                policy=self.referral,
+                promo_once_per_customer=await promo_once(uow, ctx),
+                audit_details={"external_id": event.external_id},
+            )
+            done = await settle(
+                uow,
                 payment.id,
                 PaymentStatus.SUCCEEDED,
                 now,
+                effects=effects,
                 external_id=event.external_id,
                 saved_method_id=event.saved_method_id,
             )
             if done is None:
                 return Outcome.DUPLICATE
-            order = await uow.orders.get(payment.order_id)
-            if order is None:
-                raise NotFoundError(f"order {payment.order_id}")
-            await fulfil_order(uow, self.deps, order, payment_id=payment.id, actor=actor)
-            await reward_referrer(
-                uow, self.deps, self.referral, customer_id=order.customer_id, payment=done
-            )
-            await record(
-                uow,
-                now,
-                actor,
-                "payment.succeeded",
-                f"payment:{payment.id}",
-                amount=str(payment.amount),
-                external_id=event.external_id,
-            )
             await uow.commit()
         self.deps.kick()
         return Outcome.CONFIRMED
@@ -329,22 +225,16 @@ class ConfirmPayment:
                 await uow.payments.add(payment)
             except ConflictError:
                 return Outcome.DUPLICATE
-            done = await uow.payments.transition(payment.id, PaymentStatus.SUCCEEDED, now)
-            assert done is not None
-            await fulfil_order(uow, self.deps, order, payment_id=payment.id, actor=actor)
-            await reward_referrer(
-                uow, self.deps, self.referral, customer_id=customer.id, payment=done
+            ctx = await uow.payments.context(payment.id, event.provider, None)
+            assert ctx is not None
+            effects = effects_for(
+                ctx,
+                now=now,
+                actor=actor,
+                policy=self.referral,
+                audit_details={"event": event.kind.value, "dedupe_key": event.dedupe_key},
             )
-            await record(
-                uow,
-                now,
-                actor,
-                "payment.subscription",
-                f"payment:{payment.id}",
-                amount=str(event.amount),
-                event=event.kind.value,
-                dedupe_key=event.dedupe_key,
-            )
+            await settle(uow, payment.id, PaymentStatus.SUCCEEDED, now, effects=effects)
             await uow.commit()
         self.deps.kick()
         return Outcome.CONFIRMED
@@ -390,10 +280,10 @@ class ConfirmPayment:
             else PaymentStatus.EXPIRED
         )
         async with self.deps.uow() as uow:
-            payment = await self._find(uow, event)
-            if payment is None:
+            ctx = await self._context(uow, event)
+            if ctx is None:
                 return Outcome.UNKNOWN
-            if await uow.payments.transition(payment.id, to, self.deps.now()) is None:
+            if await uow.payments.transition(ctx.payment.id, to, self.deps.now()) is None:
                 return Outcome.DUPLICATE
             await uow.commit()
         return Outcome.CANCELED
@@ -578,21 +468,20 @@ class PayFromBalance:
             await uow.commit()
         try:
             async with self.deps.uow() as uow:
-                done = await uow.payments.transition(
-                    payment.id, PaymentStatus.SUCCEEDED, self.deps.now()
+                ctx = await uow.payments.context(payment.id, BALANCE, None)
+                assert ctx is not None
+                now = self.deps.now()
+                effects = effects_for(
+                    ctx,
+                    now=now,
+                    actor=actor,
+                    policy=ReferralPolicy(),
+                    promo_once_per_customer=await promo_once(uow, ctx),
                 )
+                done = await settle(uow, payment.id, PaymentStatus.SUCCEEDED, now, effects=effects)
                 if done is None:
                     raise DomainError(f"payment {payment.id} was finalised elsewhere")
-                await fulfil_order(uow, self.deps, order, payment_id=payment.id, actor=actor)
                 await capture_hold(uow, hold.id)
-                await record(
-                    uow,
-                    self.deps.now(),
-                    actor,
-                    "payment.balance",
-                    f"payment:{payment.id}",
-                    amount=str(order.amount),
-                )
                 await uow.commit()
         except BaseException:
             async with self.deps.uow() as uow:

@@ -13,7 +13,7 @@ from vpnshop.domain.errors import (
 )
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.plan import Plan, TrafficReset
-from vpnshop.domain.subscription import Subscription
+from vpnshop.domain.subscription import Subscription, extend_or_start
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps, enqueue, record
 
@@ -38,12 +38,9 @@ async def extend_in(
     applies once."""
     now = deps.now()
     await uow.customers.lock(customer_id)  # concurrent extensions must not lose days
-    sub = await current_subscription(uow, customer_id)
-    if sub is None:
-        sub = Subscription.new(customer_id, now, plan)
-    elif plan is not None and (sub.plan_code != plan.code or sub.is_trial):
-        sub = sub.with_plan(plan)
-    sub = attrs.evolve(sub.extended(days, now), enabled=True)
+    sub = extend_or_start(
+        await current_subscription(uow, customer_id), customer_id, days, plan, now
+    )
     if sub.id is None:
         sub = await uow.subscriptions.add(sub)
     else:

@@ -48,6 +48,7 @@ from vpnshop.ports.storage import (
     LedgerRepository,
     OrderRepository,
     OutboxRepository,
+    PaymentContext,
     PaymentRepository,
     PlanRepository,
     PromoRepository,
@@ -313,6 +314,8 @@ class _Plans(_Repo):
 class _Subscriptions(_Repo):
     async def add(self, subscription: Subscription) -> Subscription:
         s = self._s
+        if any(x.customer_id == subscription.customer_id for x in s.subscriptions.values()):
+            raise ConflictError(f"customer {subscription.customer_id} has a subscription")
         stored = attrs.evolve(subscription, id=s.next_id("subscriptions"))
         assert stored.id is not None
         s.subscriptions[stored.id] = stored
@@ -390,6 +393,27 @@ class _Payments(_Repo):
 
     async def get(self, payment_id: str) -> Payment | None:
         return self._s.payments.get(payment_id)
+
+    async def context(
+        self, payment_id: str | None, provider: str, external_id: str | None
+    ) -> PaymentContext | None:
+        s = self._s
+        payment = s.payments.get(payment_id) if payment_id is not None else None
+        if payment is None and external_id is not None:
+            payment = await self.by_external_id(provider, external_id)
+        if payment is None:
+            return None
+        order = s.orders[payment.order_id]
+        referral = s.referrals.get(payment.customer_id)  # keyed by referee
+        paid = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+        return PaymentContext(
+            payment=payment,
+            order=order,
+            plan=s.plans.get(order.plan_code) if order.plan_code else None,
+            referrer_id=referral.referrer_id if referral else None,
+            paid_before=any(p.customer_id == payment.customer_id and p.id != payment.id
+                            and p.status in paid for p in s.payments.values()),
+        )
 
     async def by_external_id(self, provider: str, external_id: str) -> Payment | None:
         payment_id = self._s.payment_by_ext.get((provider, external_id))

@@ -51,7 +51,8 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per transaction; a connection that died is
+        # reported as StorageUnavailableError and the pool replaces it.
         pool_recycle=1800,
     )
 

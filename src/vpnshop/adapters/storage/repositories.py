@@ -32,9 +32,20 @@ from vpnshop.domain.plan import Plan, TrafficReset
 from vpnshop.domain.promo import PromoCode, PromoKind, PromoRedemption, normalise_code
 from vpnshop.domain.referral import Referral
 from vpnshop.domain.subscription import Subscription
-from vpnshop.ports.storage import BalanceMismatch
+from vpnshop.ports.storage import BalanceMismatch, PaymentContext
 
 Row = Any
+
+
+class _Prefixed:
+    """Attribute access to the columns of a joined row that carry a label prefix."""
+
+    def __init__(self, mapping: Mapping[Any, Any], prefix: str) -> None:
+        self._m = mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._m[self._prefix + name]
 
 
 class _Repo:
@@ -46,8 +57,8 @@ class _Repo:
         """A dialect insert, so ``on_conflict_do_nothing`` is available on both engines."""
         return (postgresql.insert if self._pg else sqlite.insert)(table)
 
-    async def _one(self, stmt: Any) -> Row | None:
-        return (await self._conn.execute(stmt)).first()
+    async def _one(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Row | None:
+        return (await self._conn.execute(stmt, params)).first()
 
     async def _all(self, stmt: Any) -> Sequence[Row]:
         return (await self._conn.execute(stmt)).all()
@@ -109,7 +120,11 @@ class SqlCustomers(_Repo):
     async def lock(self, customer_id: int) -> None:
         if self._pg:
             await self._conn.execute(
-                sa.select(t.customers.c.id).where(t.customers.c.id == customer_id).with_for_update()
+                sa.select(t.customers.c.id)
+                .where(t.customers.c.id == customer_id)
+                # NO KEY UPDATE: it must not conflict with the KEY SHARE locks that inserts
+                # of rows referencing the customer take (that would deadlock).
+                .with_for_update(key_share=True)
             )
 
     async def update(self, customer: Customer) -> None:
@@ -239,9 +254,13 @@ class SqlSubscriptions(_Repo):
     async def add(self, subscription: Subscription) -> Subscription:
         values = _subscription_values(subscription)
         row = await self._one(
-            sa.insert(t.subscriptions).values(**values).returning(t.subscriptions)
+            self._insert(t.subscriptions)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+            .returning(t.subscriptions)
         )
-        assert row is not None
+        if row is None:
+            raise ConflictError(f"customer {subscription.customer_id} has a subscription")
         return _subscription(row)
 
     async def get(self, subscription_id: int, *, for_update: bool = False) -> Subscription | None:
@@ -369,6 +388,40 @@ def _payment(r: Row) -> Payment:
     )
 
 
+def _context_select() -> sa.Select[Any]:
+    """A payment with its order, plan, referrer and "paid before" flag, in one read.
+    Built once: constructing a 40-column select costs more than running it."""
+    p, o, pl, r = t.payments.c, t.orders.c, t.plans.c, t.referrals.c
+    earlier = t.payments.alias("earlier")
+    paid_before = (
+        sa.select(sa.literal(1))
+        .where(
+            earlier.c.customer_id == p.customer_id,
+            earlier.c.id != p.id,
+            earlier.c.status.in_([PaymentStatus.SUCCEEDED.value, PaymentStatus.REFUNDED.value]),
+        )
+        .exists()
+    )
+    return sa.select(
+        t.payments,
+        *(c.label(f"o_{c.name}") for c in t.orders.c),
+        *(c.label(f"pl_{c.name}") for c in t.plans.c),
+        r.referrer_id.label("referrer_id"),
+        paid_before.label("paid_before"),
+    ).select_from(
+        t.payments.join(t.orders, o.id == p.order_id)
+        .outerjoin(t.plans, pl.code == o.plan_code)
+        .outerjoin(t.referrals, r.referee_id == p.customer_id)
+    )
+
+
+_CONTEXT_BY_ID = _context_select().where(t.payments.c.id == sa.bindparam("payment_id"))
+_CONTEXT_BY_EXTERNAL_ID = _context_select().where(
+    t.payments.c.provider == sa.bindparam("provider"),
+    t.payments.c.external_id == sa.bindparam("external_id"),
+)
+
+
 class SqlPayments(_Repo):
     async def add(self, payment: Payment) -> None:
         try:
@@ -396,6 +449,30 @@ class SqlPayments(_Repo):
     async def get(self, payment_id: str) -> Payment | None:
         row = await self._one(sa.select(t.payments).where(t.payments.c.id == payment_id))
         return _payment(row) if row else None
+
+    async def context(
+        self, payment_id: str | None, provider: str, external_id: str | None
+    ) -> PaymentContext | None:
+        # Two plain lookups rather than one OR: each is a single index probe.
+        row = None
+        if payment_id is not None:
+            row = await self._one(_CONTEXT_BY_ID, {"payment_id": payment_id})
+        if row is None and external_id is not None:
+            row = await self._one(
+                _CONTEXT_BY_EXTERNAL_ID, {"provider": provider, "external_id": external_id}
+            )
+        if row is None:
+            return None
+        m = row._mapping
+        order = _order(_Prefixed(m, "o_"))
+        plan = _plan(_Prefixed(m, "pl_")) if m["pl_code"] is not None else None
+        return PaymentContext(
+            payment=_payment(row),
+            order=order,
+            plan=plan,
+            referrer_id=m["referrer_id"],
+            paid_before=bool(m["paid_before"]),
+        )
 
     async def by_external_id(self, provider: str, external_id: str) -> Payment | None:
         row = await self._one(

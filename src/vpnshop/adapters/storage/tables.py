@@ -79,7 +79,9 @@ subscriptions = sa.Table(
     "subscriptions",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("customer_id", BigId, sa.ForeignKey("customers.id"), nullable=False, index=True),
+    # One subscription per customer: buying extends it, so "extend or create" is a single
+    # atomic upsert on this key.
+    sa.Column("customer_id", BigId, sa.ForeignKey("customers.id"), nullable=False, unique=True),
     sa.Column("plan_code", sa.String(32), sa.ForeignKey("plans.code")),
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
     sa.Column("traffic_limit_bytes", sa.BigInteger, nullable=False),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from vpnshop.adapters.storage import settle_pg
 from vpnshop.adapters.storage.repositories import (
     SqlAudit,
     SqlCustomers,
@@ -22,10 +24,11 @@ from vpnshop.adapters.storage.repositories import (
     SqlSubscriptions,
     SqlTrials,
 )
-from vpnshop.ports.storage import StorageUnavailableError
+from vpnshop.domain.payment import Payment, PaymentStatus
+from vpnshop.ports.storage import Effects, StorageUnavailableError
 
 if TYPE_CHECKING:
-    from vpnshop.ports.storage import UnitOfWork
+    from vpnshop.ports.storage import AtomicSettlement, UnitOfWork
 
 
 class SqlAlchemyUnitOfWork:
@@ -88,6 +91,30 @@ class SqlAlchemyUnitOfWork:
         finally:
             await conn.close()
 
+    def can_settle(self, effects: Effects) -> bool:
+        return self._engine.dialect.name == "postgresql" and settle_pg.supports(effects)
+
+    async def settle(
+        self,
+        payment_id: str,
+        to: PaymentStatus,
+        now: datetime,
+        *,
+        external_id: str | None,
+        saved_method_id: str | None,
+        effects: Effects,
+    ) -> Payment | None:
+        assert self._conn is not None, "settle outside the unit of work"
+        return await settle_pg.settle(
+            self._conn,
+            payment_id,
+            to,
+            now,
+            external_id=external_id,
+            saved_method_id=saved_method_id,
+            effects=effects,
+        )
+
     async def commit(self) -> None:
         assert self._conn is not None, "commit outside the unit of work"
         try:
@@ -111,4 +138,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     def _check(engine: AsyncEngine) -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(engine)
+
+    def _check_settle(engine: AsyncEngine) -> AtomicSettlement:
         return SqlAlchemyUnitOfWork(engine)

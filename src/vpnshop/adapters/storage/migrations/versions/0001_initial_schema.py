@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-23 17:32:27.905674
+Create Date: 2026-11-23 17:45:10.066799
 """
 
 from __future__ import annotations
@@ -268,12 +268,10 @@ def upgrade() -> None:
             ["plan_code"], ["plans.code"], name=op.f("fk_subscriptions_plan_code_plans")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
+        sa.UniqueConstraint("customer_id", name=op.f("uq_subscriptions_customer_id")),
         sa.UniqueConstraint("panel_username", name=op.f("uq_subscriptions_panel_username")),
     )
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_subscriptions_customer_id"), ["customer_id"], unique=False
-        )
         batch_op.create_index(
             batch_op.f("ix_subscriptions_expires_at"), ["expires_at"], unique=False
         )
@@ -356,7 +354,6 @@ def downgrade() -> None:
     op.drop_table("trials")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_subscriptions_expires_at"))
-        batch_op.drop_index(batch_op.f("ix_subscriptions_customer_id"))
 
     op.drop_table("subscriptions")
     with op.batch_alter_table("referrals", schema=None) as batch_op:

@@ -1,0 +1,207 @@
+"""Settling a payment: its transition and everything it changes, in one transaction.
+
+The effects are decided in Python (``effects_for``), from the order and the policies; the
+store applies them. ``settle_stepwise`` is the reference: plain repository calls in the
+caller's transaction. A store with the AtomicSettlement capability does the same in one
+statement.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from vpnshop.domain.actor import Actor
+from vpnshop.domain.audit import AuditEntry
+from vpnshop.domain.ledger import EntryKind, LedgerEntry
+from vpnshop.domain.order import OrderKind
+from vpnshop.domain.outbox import JobKind, OutboxJob
+from vpnshop.domain.payment import Payment, PaymentStatus
+from vpnshop.domain.promo import PromoRedemption
+from vpnshop.domain.referral import ReferralPolicy
+from vpnshop.domain.subscription import extend_or_start
+from vpnshop.ports.storage import AtomicSettlement, Effects, Extension, PaymentContext, UnitOfWork
+
+
+def effects_for(
+    ctx: PaymentContext,
+    *,
+    now: datetime,
+    actor: Actor,
+    policy: ReferralPolicy,
+    promo_once_per_customer: bool = True,
+    audit_details: dict[str, object] | None = None,
+) -> Effects:
+    """What succeeding *ctx*'s payment delivers: a top-up's ledger credit or a plan's days,
+    the promo redemption, the referral reward, the customer notification and the audit."""
+    payment, order = ctx.payment, ctx.order
+    ledger: list[LedgerEntry] = []
+    extensions: list[Extension] = []
+    jobs = [
+        _job(
+            now,
+            JobKind.NOTIFY_CUSTOMER,
+            f"notify:paid:{payment.id}",
+            customer_id=order.customer_id,
+            template="payment_received",
+            payment_id=payment.id,
+        )
+    ]
+    if order.kind is OrderKind.TOPUP:
+        ledger.append(
+            LedgerEntry(
+                customer_id=order.customer_id,
+                amount=order.amount,
+                kind=EntryKind.TOPUP,
+                idempotency_key=f"topup:{payment.id}",
+                actor=actor,
+                reference=payment.id,
+                created_at=now,
+            )
+        )
+    else:
+        extensions.append(
+            Extension(order.customer_id, order.days, ctx.plan, f"payment:{payment.id}")
+        )
+    if ctx.referrer_id is not None:
+        reward = policy.reward(payment.amount)
+        if reward.is_positive:
+            ledger.append(
+                LedgerEntry(
+                    customer_id=ctx.referrer_id,
+                    amount=reward,
+                    kind=EntryKind.REFERRAL_REWARD,
+                    idempotency_key=f"referral:{payment.id}",
+                    actor=Actor.system("referral"),
+                    reference=payment.id,
+                    created_at=now,
+                )
+            )
+            jobs.append(
+                _job(
+                    now,
+                    JobKind.NOTIFY_CUSTOMER,
+                    f"notify:referral:{payment.id}",
+                    customer_id=ctx.referrer_id,
+                    template="referral_reward",
+                    amount=str(reward),
+                )
+            )
+        if not ctx.paid_before:
+            if policy.referrer_bonus_days:
+                extensions.append(
+                    Extension(
+                        ctx.referrer_id,
+                        policy.referrer_bonus_days,
+                        None,
+                        f"referral-bonus:{payment.id}",
+                    )
+                )
+            if policy.referee_bonus_days:
+                extensions.append(
+                    Extension(
+                        order.customer_id,
+                        policy.referee_bonus_days,
+                        None,
+                        f"referee-bonus:{payment.id}",
+                    )
+                )
+    promo = (
+        PromoRedemption(order.promo_code, order.customer_id, now, order.id)
+        if order.promo_code
+        else None
+    )
+    audit = AuditEntry(
+        actor=actor,
+        action="payment.succeeded",
+        subject=f"payment:{payment.id}",
+        at=now,
+        details={"amount": str(payment.amount), **(audit_details or {})},
+    )
+    return Effects(
+        ledger=tuple(ledger),
+        extensions=tuple(extensions),
+        jobs=tuple(jobs),
+        audit=(audit,),
+        promo=promo,
+        promo_once_per_customer=promo_once_per_customer,
+    )
+
+
+def _job(now: datetime, kind: str, key: str, **payload: object) -> OutboxJob:
+    return OutboxJob(kind=kind, payload=payload, dedupe_key=key, due_at=now, created_at=now)
+
+
+async def settle(
+    uow: UnitOfWork,
+    payment_id: str,
+    to: PaymentStatus,
+    now: datetime,
+    *,
+    effects: Effects,
+    external_id: str | None = None,
+    saved_method_id: str | None = None,
+) -> Payment | None:
+    """Transition the payment and apply *effects*, in the caller's transaction; None (and
+    nothing changed by this call) when the transition was not possible."""
+    if isinstance(uow, AtomicSettlement) and uow.can_settle(effects):
+        return await uow.settle(
+            payment_id,
+            to,
+            now,
+            external_id=external_id,
+            saved_method_id=saved_method_id,
+            effects=effects,
+        )
+    return await settle_stepwise(
+        uow,
+        payment_id,
+        to,
+        now,
+        effects=effects,
+        external_id=external_id,
+        saved_method_id=saved_method_id,
+    )
+
+
+async def settle_stepwise(
+    uow: UnitOfWork,
+    payment_id: str,
+    to: PaymentStatus,
+    now: datetime,
+    *,
+    effects: Effects,
+    external_id: str | None = None,
+    saved_method_id: str | None = None,
+) -> Payment | None:
+    done = await uow.payments.transition(
+        payment_id, to, now, external_id=external_id, saved_method_id=saved_method_id
+    )
+    if done is None:
+        return None
+    for entry in effects.ledger:
+        await uow.ledger.post(entry)
+    for ext in effects.extensions:
+        await uow.customers.lock(ext.customer_id)  # concurrent extensions lose no days
+        subs = await uow.subscriptions.for_customer(ext.customer_id)
+        sub = extend_or_start(subs[0] if subs else None, ext.customer_id, ext.days, ext.plan, now)
+        if sub.id is None:
+            sub = await uow.subscriptions.add(sub)
+        else:
+            await uow.subscriptions.update(sub)
+        await uow.outbox.add(
+            _job(
+                now,
+                JobKind.APPLY_SUBSCRIPTION,
+                f"apply:{sub.id}:{ext.reason}",
+                subscription_id=sub.id,
+            )
+        )
+    if effects.promo is not None:
+        await uow.promos.redeem(
+            effects.promo, once_per_customer=effects.promo_once_per_customer, max_uses=None
+        )
+    for job in effects.jobs:
+        await uow.outbox.add(job)
+    for record in effects.audit:
+        await uow.audit.add(record)
+    return done
