@@ -33,6 +33,7 @@ from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
 from vpnshop.services.payments import ConfirmPayment, PayFromBalance, StartCheckout
 from vpnshop.services.plans import ListPlans, LoadPlans
+from vpnshop.services.refunds import RecheckPending, RefundPayment
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class App:
     start_checkout: StartCheckout
     confirm_payment: ConfirmPayment
     pay_from_balance: PayFromBalance
+    refund_payment: RefundPayment
+    recheck_pending: RecheckPending
     verify_ledger: VerifyLedger
     load_plans: LoadPlans
     list_plans: ListPlans
@@ -96,7 +99,8 @@ async def bootstrap(
     migrate: bool = True,
 ) -> AsyncIterator[App]:
     """Build the application. *panel* and *gateways* may be given (tests, the demo);
-    otherwise they are built from *settings* when configured."""
+    otherwise they are built from *settings* when configured (gateways: see
+    ``vpnshop.gateways.build_gateways``; pass ``gateways={}`` for none)."""
     async with AsyncExitStack() as stack:
         url = normalise_url(settings.database_url)
         engine = create_engine(url)
@@ -110,16 +114,28 @@ async def bootstrap(
             ids=ids or UlidIds(clock),
             kick=kick,
         )
-        naming = PanelNaming(
-            username_template=settings.panel.username_template
+        naming = (
+            PanelNaming(username_template=settings.panel.username_template)
             if settings.panel
-            else PanelNaming.username_template
+            else PanelNaming()
         )
         apply = ApplySubscription(deps, panel, naming) if panel is not None else None
         handlers: dict[str, JobHandler] = {}
         if apply is not None:
             handlers[JobKind.APPLY_SUBSCRIPTION] = apply.handle
-        gateways = dict(gateways or {})
+        if gateways is None:
+            from vpnshop.gateways import build_gateways
+
+            gateways = build_gateways(settings, stack)
+        gateways = dict(gateways)
+        confirm = ConfirmPayment(
+            deps,
+            ReferralPolicy(
+                percent=settings.referral_percent,
+                referrer_bonus_days=settings.referral_bonus_days_referrer,
+                referee_bonus_days=settings.referral_bonus_days_referee,
+            ),
+        )
         yield App(
             settings=settings,
             deps=deps,
@@ -141,14 +157,9 @@ async def bootstrap(
                 ),
             ),
             start_checkout=StartCheckout(deps, gateways),
-            confirm_payment=ConfirmPayment(
-                deps,
-                ReferralPolicy(
-                    percent=settings.referral_percent,
-                    referrer_bonus_days=settings.referral_bonus_days_referrer,
-                    referee_bonus_days=settings.referral_bonus_days_referee,
-                ),
-            ),
+            confirm_payment=confirm,
+            refund_payment=RefundPayment(deps, gateways),
+            recheck_pending=RecheckPending(deps, gateways, confirm),
             pay_from_balance=PayFromBalance(deps),
             verify_ledger=VerifyLedger(deps),
             load_plans=LoadPlans(deps),

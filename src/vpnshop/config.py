@@ -224,7 +224,7 @@ PROVIDER_FIELDS: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = 
             "YOOKASSA_RETURN_URL",
             "YOOKASSA_API_URL",
             "YOOKASSA_VAT_CODE",
-            "YOOKASSA_RECEIPT_EMAIL",
+            "YOOKASSA_SEND_RECEIPT",
             "YOOKASSA_ALLOWED_IPS",
         ),
     ),
@@ -232,8 +232,15 @@ PROVIDER_FIELDS: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = 
         ("CRYPTOPAY_TOKEN",),
         ("CRYPTOPAY_NETWORK", "CRYPTOPAY_API_URL", "CRYPTOPAY_ASSETS", "CRYPTOPAY_FIAT"),
     ),
+    # FreeKassa's order API wants the payer's IP; a Telegram bot never sees it, so the
+    # shop's own public address is configured instead.
     "freekassa": (
-        ("FREEKASSA_SHOP_ID", "FREEKASSA_API_KEY", "FREEKASSA_SECRET_WORD_2"),
+        (
+            "FREEKASSA_SHOP_ID",
+            "FREEKASSA_API_KEY",
+            "FREEKASSA_SECRET_WORD_2",
+            "FREEKASSA_CUSTOMER_IP",
+        ),
         ("FREEKASSA_API_URL", "FREEKASSA_PAYMENT_SYSTEM", "FREEKASSA_ALLOWED_IPS"),
     ),
     "tribute": (("TRIBUTE_API_KEY", "TRIBUTE_PRODUCTS"), ()),

@@ -32,5 +32,10 @@ async def run(settings: Settings, shell: str) -> int:
             "`vpnshop run all` will start them in one process when they are"
         )
         return status
+    if shell == "webhooks":
+        from shells.webhooks.server import serve
+
+        await serve(settings)
+        return 0
     print(f"vpnshop run {shell}: this shell is not part of this release yet", file=sys.stderr)
     return 2

@@ -1,0 +1,241 @@
+"""Confirmed webhooks per second through the webhook server, against two floors.
+
+For each database (SQLite file; PostgreSQL in a throwaway cluster when its binaries
+exist) this creates N pending Crypto Pay payments (through the real checkout and the
+Crypto Pay emulator), then POSTs their genuinely signed ``invoice_paid`` updates to the
+webhook server on 127.0.0.1 with C concurrent clients, and measures throughput and
+p50/p99 latency. In the same run, alternating A B A B, it measures two floors:
+
+1. the same client against an aiohttp handler that reads the body and answers 200;
+2. the same database doing the same number of single-row INSERT transactions through
+   SQLAlchemy Core with the same concurrency.
+
+It prints numbers (medians of the rounds) and the ratios product/floor. Bounded: N
+deliveries per round, ROUNDS rounds, and a wall-clock deadline.
+
+    python bench/bench_webhooks.py [--n 200] [--clients 8] [--rounds 2] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiohttp
+import attrs
+import sqlalchemy as sa
+from aiohttp import web
+
+from shells.webhooks.app import create_app
+from shells.webhooks.server import start_site
+from vpnshop.adapters.payments.cryptopay import CryptoPayGateway, CryptoPaySettings
+from vpnshop.adapters.storage.engine import create_engine
+from vpnshop.adapters.storage.migrate import upgrade
+from vpnshop.bootstrap import bootstrap
+from vpnshop.config import Settings
+from vpnshop.domain.actor import Actor
+from vpnshop.plansfile import EXAMPLE, load_plans_file
+from vpnshop.testing.cryptopay import CryptoPayEmulator
+
+DEADLINE_SECONDS = 110.0
+
+
+@attrs.frozen
+class Result:
+    count: int
+    seconds: float
+    latencies: tuple[float, ...]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+async def run_bounded(jobs: Sequence[Callable[[], Awaitable[None]]], clients: int) -> Result:
+    """Run *jobs* with at most *clients* at a time; per-job latency and total time."""
+    latencies: list[float] = []
+    queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+
+    async def worker() -> None:
+        while not queue.empty():
+            job = queue.get_nowait()
+            t0 = time.perf_counter()
+            await job()
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return Result(len(jobs), time.perf_counter() - start, tuple(latencies))
+
+
+def poster(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> Callable[[], Awaitable[None]]:
+    async def post() -> None:
+        async with session.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{url} answered {resp.status}")
+
+    return post
+
+
+async def noop_server() -> tuple[web.AppRunner, str]:
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="OK")
+
+    app = web.Application()
+    app.router.add_post("/webhooks/cryptopay", handler)
+    return await start_site(app, access_log=False)
+
+
+async def bench_database(label: str, url: str, n: int, clients: int, rounds: int) -> None:
+    print(f"\n== {label}: {rounds} rounds x {n} deliveries, {clients} concurrent clients")
+    async with AsyncExitStack() as stack:
+        emu = await stack.enter_async_context(CryptoPayEmulator())
+        gateway = CryptoPayGateway(CryptoPaySettings(token=emu.token, base_url=emu.base_url))
+        stack.push_async_callback(gateway.aclose)
+        app = await stack.enter_async_context(
+            bootstrap(Settings(database_url=url), gateways={"cryptopay": gateway})
+        )
+        await app.load_plans(load_plans_file(EXAMPLE), actor=Actor.system("bench"))
+        deliveries: list[tuple[bytes, dict[str, str]]] = []
+        t0 = time.perf_counter()
+        for i in range(n * rounds):
+            customer, _ = await app.register_customer(900_000_000 + i)
+            assert customer.id is not None
+            link = await app.start_checkout(customer.id, "cryptopay", plan_code="month")
+            async with app.deps.uow() as uow:
+                payment = await uow.payments.get(link.payment_id)
+            assert payment is not None
+            assert payment.external_id is not None
+            emu.mark_paid(payment.external_id)
+            deliveries.append(emu.notification_body(payment.external_id))
+        print(f"   prepared {len(deliveries)} pending payments in {time.perf_counter() - t0:.1f}s")
+
+        runner, base = await start_site(create_app(app), access_log=False)
+        stack.push_async_callback(runner.cleanup)
+        noop_runner, noop_base = await noop_server()
+        stack.push_async_callback(noop_runner.cleanup)
+        floor_engine = create_engine(url)
+        stack.push_async_callback(floor_engine.dispose)
+        scratch = sa.Table(
+            "bench_writes",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("body", sa.Text, nullable=False),
+        )
+        async with floor_engine.begin() as conn:
+            await conn.run_sync(scratch.create, checkfirst=True)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients))
+        )
+
+        product: list[Result] = []
+        http_floor: list[Result] = []
+        db_floor: list[Result] = []
+        next_row = iter(range(1, 10**9))
+        for r in range(rounds):
+            batch = deliveries[r * n : (r + 1) * n]
+            product.append(
+                await run_bounded(
+                    [poster(session, f"{base}/webhooks/cryptopay", b, h) for b, h in batch],
+                    clients,
+                )
+            )
+            http_floor.append(
+                await run_bounded(
+                    [poster(session, f"{noop_base}/webhooks/cryptopay", b, h) for b, h in batch],
+                    clients,
+                )
+            )
+
+            def writer(row: int) -> Callable[[], Awaitable[None]]:
+                async def write() -> None:
+                    async with floor_engine.begin() as conn:
+                        await conn.execute(sa.insert(scratch).values(id=row, body="x" * 64))
+
+                return write
+
+            db_floor.append(
+                await run_bounded([writer(next(next_row)) for _ in batch], clients)
+            )
+
+        async with app.engine.connect() as conn:
+            query = sa.text("SELECT count(*) FROM payments WHERE status = 'succeeded'")
+            paid = (await conn.execute(query)).scalar_one()
+        if paid != n * rounds:
+            print(f"   WARNING: {paid} of {n * rounds} payments succeeded")
+
+        def show(name: str, results: list[Result]) -> float:
+            rate = statistics.median(r.rate for r in results)
+            p50 = statistics.median(r.pct(0.50) for r in results)
+            p99 = statistics.median(r.pct(0.99) for r in results)
+            rates = ", ".join(f"{x.rate:.0f}" for x in results)
+            print(f"   {name:<34} {rate:8.0f}/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  [{rates}]")
+            return rate
+
+        a = show("confirmed webhooks (product)", product)
+        b = show("floor 1: no-op aiohttp handler", http_floor)
+        c = show("floor 2: 1-row INSERT transactions", db_floor)
+        print(f"   product / no-op HTTP floor: {a / b:.3f}   product / DB write floor: {a / c:.3f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200, help="deliveries per round")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    async def everything() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "bench.db"
+            await bench_database(
+                "SQLite", f"sqlite+aiosqlite:///{path}", args.n, args.clients, args.rounds
+            )
+        if args.no_postgres:
+            return
+        from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError
+
+        try:
+            cluster = PostgresCluster().start()
+        except PostgresUnavailableError as exc:
+            print(f"\n== PostgreSQL skipped: {exc}")
+            return
+        try:
+            cluster.create_database("bench")
+            url = cluster.sqlalchemy_url("bench")
+            engine = create_engine(url)
+            try:
+                await upgrade(engine)
+            finally:
+                await engine.dispose()
+            await bench_database("PostgreSQL", url, args.n, args.clients, args.rounds)
+        finally:
+            cluster.stop()
+
+    try:
+        await asyncio.wait_for(everything(), timeout=DEADLINE_SECONDS)
+    except TimeoutError:
+        print(f"\nstopped at the {DEADLINE_SECONDS:.0f}s deadline")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

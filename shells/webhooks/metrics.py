@@ -1,0 +1,81 @@
+"""Prometheus metrics of the webhooks process, in a registry of their own.
+
+Each :class:`WebhookMetrics` owns a fresh ``CollectorRegistry``: nothing is registered in
+prometheus-client's global registry, so any number of apps (tests, benchmarks) can live
+in one process without "duplicated timeseries" errors.
+
+Hook for the panel adapter: :meth:`WebhookMetrics.panel_call` is a plain
+``Callable[[str], None]``. Whoever builds the panel adapter may pass it in (for example as
+an ``on_call`` callback) and call it with ``"ok"``, ``"error"`` or ``"unavailable"``
+after each call; it increments ``vpnshop_panel_calls_total{outcome=...}``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "WebhookMetrics"]
+
+# Webhooks are one short transaction each; most answer within tens of milliseconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class WebhookMetrics:
+    """The webhook server's counters, histogram and gauges."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter(
+            "vpnshop_webhooks",
+            "Provider notifications received, by provider and outcome.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.payments_confirmed = Counter(
+            "vpnshop_payments_confirmed",
+            "Payments confirmed (credited exactly once) from provider notifications.",
+            ["provider"],
+            registry=r,
+        )
+        self.confirmed_amount = Counter(
+            "vpnshop_payments_confirmed_amount_minor",
+            "Confirmed money in minor units (kopecks, cents, whole stars).",
+            ["provider", "currency"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "vpnshop_webhook_duration_seconds",
+            "Time from receiving a notification to answering it.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "vpnshop_outbox_pending_jobs",
+            "Outbox jobs waiting to run (read from the database at scrape time).",
+            registry=r,
+        )
+        self.panel_calls = Counter(
+            "vpnshop_panel_calls",
+            "Calls to the VPN panel, by outcome (incremented through panel_call).",
+            ["outcome"],
+            registry=r,
+        )
+
+    def webhook(self, provider: str, outcome: str, seconds: float) -> None:
+        self.webhooks.labels(provider=provider, outcome=outcome).inc()
+        self.latency.labels(provider=provider).observe(seconds)
+
+    def confirmed(self, provider: str, currency: str | None, minor: int | None) -> None:
+        self.payments_confirmed.labels(provider=provider).inc()
+        if currency is not None and minor is not None and minor > 0:
+            self.confirmed_amount.labels(provider=provider, currency=currency).inc(minor)
+
+    def panel_call(self, outcome: str) -> None:
+        """The hook for the panel adapter: count one panel call with *outcome*."""
+        self.panel_calls.labels(outcome=outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,130 @@
+"""``vpnshop run webhooks``: the webhook server process.
+
+It builds the App once (``vpnshop.bootstrap``), serves :func:`create_app` on
+``VPNSHOP_WEBHOOKS_HOST:PORT``, and runs the outbox in the background: at once when a
+commit of this process enqueued jobs (bootstrap's ``kick``), otherwise every few seconds.
+SIGTERM or SIGINT stops accepting connections, lets in-flight requests finish (up to
+``shutdown_timeout``), stops the outbox loop, then closes the App. No aiogram here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from shells.webhooks.app import create_app
+from vpnshop.bootstrap import App, bootstrap
+from vpnshop.config import Settings
+from vpnshop.ports.storage import StorageUnavailableError
+
+log = logging.getLogger(__name__)
+
+OUTBOX_INTERVAL = 5.0  # seconds between polls when nobody kicks
+SHUTDOWN_TIMEOUT = 20.0  # seconds in-flight requests get to finish
+
+
+async def outbox_loop(app: App, wake: asyncio.Event, interval: float = OUTBOX_INTERVAL) -> None:
+    """Run ``app.outbox.run_once()`` when *wake* is set, or every *interval* seconds."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=interval)
+        wake.clear()
+        try:
+            report = await app.outbox.run_once()
+        except StorageUnavailableError as exc:
+            log.warning("outbox: database unavailable: %s", exc)
+            continue
+        except Exception:
+            log.exception("outbox: run failed")
+            continue
+        if report.total >= app.outbox.batch:
+            wake.set()  # a full batch: more may be due right now
+
+
+def outbox_context(
+    app: App, wake: asyncio.Event, interval: float = OUTBOX_INTERVAL
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` entry that owns the outbox loop task for the server's lifetime."""
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        if not app.outbox.handlers:
+            log.info("outbox: no job handlers in this process (no panel configured)")
+            yield
+            return
+        task = asyncio.create_task(outbox_loop(app, wake, interval), name="vpnshop-outbox")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+async def start_site(
+    web_app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    access_log: bool = True,
+) -> tuple[web.AppRunner, str]:
+    """Serve *web_app* on host:port (0: any free port); returns the runner and base URL."""
+    runner = web.AppRunner(
+        web_app,
+        shutdown_timeout=shutdown_timeout,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    return runner, f"http://{shown}:{bound_port}"
+
+
+async def serve(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the webhook server until SIGTERM/SIGINT (or *stop* is set).
+
+    *ready* is called with the base URL once the socket listens (tests, supervisors).
+    """
+    stop = stop or asyncio.Event()
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        async with bootstrap(settings, kick=wake.set) as app:
+            web_app = create_app(app)
+            web_app.cleanup_ctx.append(outbox_context(app, wake))
+            runner, url = await start_site(
+                web_app, settings.webhooks_host, settings.webhooks_port
+            )
+            try:
+                enabled = ", ".join(sorted(app.gateways)) or "none"
+                log.info("webhooks listening on %s; providers: %s", url, enabled)
+                if ready is not None:
+                    ready(url)
+                await stop.wait()
+                log.info("webhooks stopping: finishing in-flight requests")
+            finally:
+                await runner.cleanup()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    log.info("webhooks stopped")
