@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
-from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
-from vpnshop.ports.storage import UnitOfWork
+from vpnshop.adapters.storage.panel_users import SqlAlchemyPanelUnitOfWork
+from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.ports.storage import PanelUnitOfWork
 from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -113,7 +115,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(params=BACKENDS)
 async def uow_factory(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[], UnitOfWork]]:
+) -> AsyncIterator[Callable[[], PanelUnitOfWork]]:
     """A zero-argument factory of units of work on a fresh store of each backend."""
     if request.param == "memory":
         from vpnshop.testing.memory import MemoryStore, memory_uow_factory
@@ -122,9 +124,21 @@ async def uow_factory(
         return
     engine = create_engine(make_database_url(request, request.param, tmp_path), pool_size=20)
     try:
-        yield lambda: SqlAlchemyUnitOfWork(engine)
+        yield SqlFactory(engine)
     finally:
         await engine.dispose()
+
+
+class SqlFactory:
+    """A unit-of-work factory on an engine; on PostgreSQL it also offers the store's
+    two-statement payment settler, as bootstrap wires it in production."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.settler = PgPaymentSettler(engine) if engine.dialect.name == "postgresql" else None
+
+    def __call__(self) -> PanelUnitOfWork:
+        return SqlAlchemyPanelUnitOfWork(self.engine)
 
 
 @pytest.fixture

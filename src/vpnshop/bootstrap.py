@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import attrs
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vpnshop.adapters.clock import SystemClock, UlidIds
 from vpnshop.adapters.storage.engine import create_engine, is_sqlite, normalise_url
 from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
-from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
-from vpnshop.config import Settings
+from vpnshop.adapters.storage.panel_users import panel_uow_factory
+from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.config import PanelSettings, Settings
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.plan import GIB
 from vpnshop.domain.referral import ReferralPolicy
@@ -31,10 +33,14 @@ from vpnshop.services.deps import Deps
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
+from vpnshop.services.panel_events import HandlePanelEvent
 from vpnshop.services.payments import ConfirmPayment, PayFromBalance, StartCheckout
 from vpnshop.services.plans import ListPlans, LoadPlans
 from vpnshop.services.refunds import RecheckPending, RefundPayment
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
+
+if TYPE_CHECKING:
+    from vpnshop.adapters.remnawave import RemnawaveSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class App:
     list_plans: ListPlans
     apply_subscription: ApplySubscription | None
     outbox: OutboxWorker
+    handle_panel_event: HandlePanelEvent | None = None
 
 
 async def prepare_database(engine: AsyncEngine, url: str) -> None:
@@ -85,6 +92,35 @@ async def prepare_database(engine: AsyncEngine, url: str) -> None:
 
 def _noop() -> None:
     return None
+
+
+async def open_panel(
+    panel_settings: PanelSettings, stack: AsyncExitStack, clock: Clock | None = None
+) -> VpnPanel:
+    """Build the Remnawave adapter from the settings, start it (detecting the API line;
+    an unsupported version or a refused token stops here with the adapter's message) and
+    let *stack* close it."""
+    from vpnshop.adapters.remnawave import RemnawavePanel
+
+    panel = RemnawavePanel(remnawave_settings(panel_settings), clock=clock)
+    stack.push_async_callback(panel.aclose)
+    await panel.start()
+    return panel
+
+
+def remnawave_settings(p: PanelSettings) -> RemnawaveSettings:
+    """The adapter's settings; the username template and the tag are the same values
+    ``PanelNaming`` and ``HandlePanelEvent`` use (one source of truth: ``settings.panel``)."""
+    from vpnshop.adapters.remnawave import RemnawaveSettings
+
+    return RemnawaveSettings(
+        base_url=p.url,
+        token=p.token.get(),
+        api_line=p.api_line,
+        shop_tag=p.tag,
+        username_template=p.username_template,
+        x_api_key=p.x_api_key.get() if p.x_api_key else None,
+    )
 
 
 @asynccontextmanager
@@ -108,8 +144,9 @@ async def bootstrap(
         if migrate:
             await prepare_database(engine, url)
         clock = clock or SystemClock()
+        uow_factory = panel_uow_factory(engine)
         deps = Deps(
-            uow=lambda: SqlAlchemyUnitOfWork(engine),
+            uow=uow_factory,
             clock=clock,
             ids=ids or UlidIds(clock),
             kick=kick,
@@ -119,7 +156,14 @@ async def bootstrap(
             if settings.panel
             else PanelNaming()
         )
+        if panel is None and settings.panel is not None:
+            panel = await open_panel(settings.panel, stack, clock)
         apply = ApplySubscription(deps, panel, naming) if panel is not None else None
+        handle_panel_event = (
+            HandlePanelEvent(deps, uow_factory, naming, shop_tag=settings.panel.tag)
+            if settings.panel is not None
+            else None
+        )
         handlers: dict[str, JobHandler] = {}
         if apply is not None:
             handlers[JobKind.APPLY_SUBSCRIPTION] = apply.handle
@@ -135,6 +179,7 @@ async def bootstrap(
                 referrer_bonus_days=settings.referral_bonus_days_referrer,
                 referee_bonus_days=settings.referral_bonus_days_referee,
             ),
+            settler=None if is_sqlite(url) else PgPaymentSettler(engine),
         )
         yield App(
             settings=settings,
@@ -166,4 +211,5 @@ async def bootstrap(
             list_plans=ListPlans(deps),
             apply_subscription=apply,
             outbox=OutboxWorker(deps, handlers),
+            handle_panel_event=handle_panel_event,
         )

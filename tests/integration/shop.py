@@ -75,7 +75,9 @@ async def make_shop(
     no_refund = FakeGateway("norefund", RUB, supports_refund=False)
     gateways = {"fake": gateway, "norefund": no_refund}
     panel = FakePanel(clock)
-    confirm = ConfirmPayment(deps, referral or ReferralPolicy())
+    # On PostgreSQL the factory carries the store's fast path, wired as bootstrap does.
+    settler = getattr(uow_factory, "settler", None)
+    confirm = ConfirmPayment(deps, referral or ReferralPolicy(), settler=settler)
     shop = Shop(
         deps=deps,
         clock=clock,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Mapping
+from datetime import datetime
+from typing import NoReturn
 
 import attrs
 
@@ -31,6 +33,7 @@ from vpnshop.ports.payments import (
     PaymentEvent,
     PaymentGateway,
 )
+from vpnshop.ports.settlement import PaymentSettler
 from vpnshop.ports.storage import PaymentContext, UnitOfWork
 from vpnshop.services.deps import Deps, enqueue, record
 from vpnshop.services.ledger import capture_hold, hold_funds, release_hold
@@ -48,6 +51,17 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"  # authentic, nothing to do
     UNKNOWN = "unknown"  # no such payment of ours
     CANCELED = "canceled"
+
+
+def _matching(event: PaymentEvent, ctx: PaymentContext | None) -> PaymentContext | None:
+    """The context if its payment is the event's: same provider, and the same provider-side
+    id when both are known (else it is our payment but another provider-side one)."""
+    if ctx is None or ctx.payment.provider != event.provider:
+        return None
+    stored = ctx.payment.external_id
+    if event.external_id and stored and stored != event.external_id:
+        return None
+    return ctx
 
 
 async def promo_once(uow: UnitOfWork, ctx: PaymentContext) -> bool:
@@ -70,6 +84,7 @@ class ConfirmPayment:
 
     deps: Deps
     referral: ReferralPolicy = attrs.field(factory=ReferralPolicy)
+    settler: PaymentSettler | None = None  # the store's two-statement fast path, if any
 
     async def __call__(self, event: PaymentEvent) -> Outcome:
         if event.kind is EventKind.PAYMENT_SUCCEEDED:
@@ -83,15 +98,15 @@ class ConfirmPayment:
         return Outcome.IGNORED
 
     async def _context(self, uow: UnitOfWork, event: PaymentEvent) -> PaymentContext | None:
-        ctx = await uow.payments.context(event.payment_ref, event.provider, event.external_id)
-        if ctx is None or ctx.payment.provider != event.provider:
-            return None
-        stored = ctx.payment.external_id
-        if event.external_id and stored and stored != event.external_id:
-            return None  # our payment, but another provider-side payment: not this one
-        return ctx
+        return _matching(
+            event, await uow.payments.context(event.payment_ref, event.provider, event.external_id)
+        )
 
     async def _succeeded(self, event: PaymentEvent) -> Outcome:
+        if self.settler is not None:
+            outcome = await self._succeeded_fast(event, self.settler)
+            if outcome is not None:
+                return outcome
         now = self.deps.now()
         actor = Actor.provider(event.provider)
         async with self.deps.uow() as uow:
@@ -108,29 +123,7 @@ class ConfirmPayment:
             if payment.status not in OPEN_STATUSES:
                 return Outcome.DUPLICATE
             if event.amount != payment.amount:
-                await record(
-                    uow,
-                    now,
-                    actor,
-                    "payment.amount_mismatch",
-                    f"payment:{payment.id}",
-                    expected=str(payment.amount),
-                    got=str(event.amount),
-                )
-                await enqueue(
-                    uow,
-                    now,
-                    JobKind.NOTIFY_ADMINS,
-                    f"mismatch:{event.dedupe_key}",
-                    template="amount_mismatch",
-                    payment_id=payment.id,
-                    expected=str(payment.amount),
-                    got=str(event.amount),
-                )
-                await uow.commit()
-                raise AmountMismatchError(
-                    f"payment {payment.id}: expected {payment.amount}, provider said {event.amount}"
-                )
+                await self._refuse_mismatch(uow, event, payment, actor, now)
             effects = effects_for(
                 ctx,
                 now=now,
@@ -153,6 +146,73 @@ class ConfirmPayment:
             await uow.commit()
         self.deps.kick()
         return Outcome.CONFIRMED
+
+    async def _succeeded_fast(self, event: PaymentEvent, settler: PaymentSettler) -> Outcome | None:
+        """The common case in two statements (no transaction); None hands anything
+        unusual (unknown, mismatched, promo orders, unsupported effects) to the general
+        path, which re-reads everything."""
+        ctx = _matching(
+            event, await settler.context(event.payment_ref, event.provider, event.external_id)
+        )
+        if ctx is None or event.amount != ctx.payment.amount or ctx.order.promo_code:
+            return None
+        if ctx.payment.status not in OPEN_STATUSES:
+            return Outcome.DUPLICATE
+        now = self.deps.now()
+        effects = effects_for(
+            ctx,
+            now=now,
+            actor=Actor.provider(event.provider),
+            policy=self.referral,
+            audit_details={"external_id": event.external_id},
+        )
+        if not settler.can_settle(effects):
+            return None
+        done = await settler.settle(
+            ctx.payment.id,
+            PaymentStatus.SUCCEEDED,
+            now,
+            external_id=event.external_id,
+            saved_method_id=event.saved_method_id,
+            effects=effects,
+        )
+        if done is None:
+            return Outcome.DUPLICATE
+        self.deps.kick()
+        return Outcome.CONFIRMED
+
+    async def _refuse_mismatch(
+        self,
+        uow: UnitOfWork,
+        event: PaymentEvent,
+        payment: Payment,
+        actor: Actor,
+        now: datetime,
+    ) -> NoReturn:
+        """Never credit another amount: audit it, tell the admins, and raise."""
+        await record(
+            uow,
+            now,
+            actor,
+            "payment.amount_mismatch",
+            f"payment:{payment.id}",
+            expected=str(payment.amount),
+            got=str(event.amount),
+        )
+        await enqueue(
+            uow,
+            now,
+            JobKind.NOTIFY_ADMINS,
+            f"mismatch:{event.dedupe_key}",
+            template="amount_mismatch",
+            payment_id=payment.id,
+            expected=str(payment.amount),
+            got=str(event.amount),
+        )
+        await uow.commit()
+        raise AmountMismatchError(
+            f"payment {payment.id}: expected {payment.amount}, provider said {event.amount}"
+        )
 
     async def _provider_subscription_paid(self, event: PaymentEvent) -> Outcome:
         """A provider-run subscription (Tribute) was paid for a period: record the payment

@@ -422,6 +422,29 @@ _CONTEXT_BY_EXTERNAL_ID = _context_select().where(
 )
 
 
+async def read_context(
+    conn: AsyncConnection, payment_id: str | None, provider: str, external_id: str | None
+) -> PaymentContext | None:
+    """The payment by our id, else by (provider, external id), with its context.
+    Two plain lookups rather than one OR: each is a single index probe."""
+    row = None
+    if payment_id is not None:
+        row = (await conn.execute(_CONTEXT_BY_ID, {"payment_id": payment_id})).first()
+    if row is None and external_id is not None:
+        params = {"provider": provider, "external_id": external_id}
+        row = (await conn.execute(_CONTEXT_BY_EXTERNAL_ID, params)).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return PaymentContext(
+        payment=_payment(row),
+        order=_order(_Prefixed(m, "o_")),
+        plan=_plan(_Prefixed(m, "pl_")) if m["pl_code"] is not None else None,
+        referrer_id=m["referrer_id"],
+        paid_before=bool(m["paid_before"]),
+    )
+
+
 class SqlPayments(_Repo):
     async def add(self, payment: Payment) -> None:
         try:
@@ -453,26 +476,7 @@ class SqlPayments(_Repo):
     async def context(
         self, payment_id: str | None, provider: str, external_id: str | None
     ) -> PaymentContext | None:
-        # Two plain lookups rather than one OR: each is a single index probe.
-        row = None
-        if payment_id is not None:
-            row = await self._one(_CONTEXT_BY_ID, {"payment_id": payment_id})
-        if row is None and external_id is not None:
-            row = await self._one(
-                _CONTEXT_BY_EXTERNAL_ID, {"provider": provider, "external_id": external_id}
-            )
-        if row is None:
-            return None
-        m = row._mapping
-        order = _order(_Prefixed(m, "o_"))
-        plan = _plan(_Prefixed(m, "pl_")) if m["pl_code"] is not None else None
-        return PaymentContext(
-            payment=_payment(row),
-            order=order,
-            plan=plan,
-            referrer_id=m["referrer_id"],
-            paid_before=bool(m["paid_before"]),
-        )
+        return await read_context(self._conn, payment_id, provider, external_id)
 
     async def by_external_id(self, provider: str, external_id: str) -> Payment | None:
         row = await self._one(

@@ -19,16 +19,16 @@ from __future__ import annotations
 import functools
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vpnshop.adapters.storage.repositories import _payment
+from vpnshop.adapters.storage.repositories import _payment, read_context
 from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.payment import Payment, PaymentStatus, sources_of
-from vpnshop.ports.storage import Effects
+from vpnshop.ports.storage import Effects, PaymentContext
 
 
 @functools.lru_cache(maxsize=256)
@@ -209,3 +209,50 @@ async def settle(
     except IntegrityError as e:
         raise ConflictError(f"settling payment {payment_id} conflicts: {e.orig}") from e
     return _payment(row) if row is not None else None
+
+
+class PgPaymentSettler:
+    """The PaymentSettler fast path on PostgreSQL: each call is one statement on a
+    pooled connection in autocommit mode (no BEGIN/COMMIT round trips)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("PgPaymentSettler needs PostgreSQL")
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def context(
+        self, payment_id: str | None, provider: str, external_id: str | None
+    ) -> PaymentContext | None:
+        async with self._engine.connect() as conn:
+            return await read_context(conn, payment_id, provider, external_id)
+
+    def can_settle(self, effects: Effects) -> bool:
+        return supports(effects)
+
+    async def settle(
+        self,
+        payment_id: str,
+        to: PaymentStatus,
+        now: datetime,
+        *,
+        external_id: str | None,
+        saved_method_id: str | None,
+        effects: Effects,
+    ) -> Payment | None:
+        async with self._engine.connect() as conn:
+            return await settle(
+                conn,
+                payment_id,
+                to,
+                now,
+                external_id=external_id,
+                saved_method_id=saved_method_id,
+                effects=effects,
+            )
+
+
+if TYPE_CHECKING:
+    from vpnshop.ports.settlement import PaymentSettler
+
+    def _check(engine: AsyncEngine) -> PaymentSettler:
+        return PgPaymentSettler(engine)
