@@ -15,8 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from vpnshop.ports.storage import StorageUnavailableError
 
 
 def normalise_url(url: str) -> str:
@@ -35,6 +37,23 @@ def is_sqlite(url: str) -> bool:
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     url = normalise_url(url)
+    engine = _create(url, pool_size=pool_size, echo=echo)
+    _report_unavailable(engine)
+    return engine
+
+
+def _report_unavailable(engine: AsyncEngine) -> None:
+    """A lost or refused connection, at any statement, surfaces as the port's
+    StorageUnavailableError, so shells answer "try again later" (HTTP 503) for it alone."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _translate(ctx: ExceptionContext) -> None:
+        original = ctx.original_exception
+        if ctx.is_disconnect or isinstance(original, (ConnectionError, TimeoutError)):
+            raise StorageUnavailableError(f"database unavailable: {original}") from original
+
+
+def _create(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(
             url,

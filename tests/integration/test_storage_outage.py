@@ -1,0 +1,37 @@
+"""A database that goes away is reported as StorageUnavailableError, not a driver error."""
+
+from __future__ import annotations
+
+import pytest
+
+from vpnshop.adapters.storage.engine import create_engine
+from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
+from vpnshop.ports.storage import StorageUnavailableError
+from vpnshop.testing.pgcluster import PostgresCluster
+
+
+@pytest.mark.postgres
+async def test_postgres_going_away_is_storage_unavailable(
+    pg_cluster: PostgresCluster, pg_template: str
+) -> None:
+    """Connections lost mid-work, and connections refused, raise StorageUnavailableError."""
+    pg_cluster.create_database("outage", template="vpnshop_template")
+    engine = create_engine(pg_cluster.sqlalchemy_url("outage"))
+    try:
+        async with SqlAlchemyUnitOfWork(engine) as uow:
+            assert await uow.customers.count() == 0  # a working connection first
+            pg_cluster._admin_execute(  # noqa: SLF001 - the test kills our sessions
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = 'outage' AND pid <> pg_backend_pid()"
+            )
+            with pytest.raises(StorageUnavailableError):
+                await uow.customers.count()
+    finally:
+        await engine.dispose()
+    refused = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    try:
+        with pytest.raises(StorageUnavailableError):
+            async with SqlAlchemyUnitOfWork(refused):
+                pass
+    finally:
+        await refused.dispose()
