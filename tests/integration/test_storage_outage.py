@@ -20,7 +20,7 @@ async def test_postgres_going_away_is_storage_unavailable(
     try:
         async with SqlAlchemyUnitOfWork(engine) as uow:
             assert await uow.customers.count() == 0  # a working connection first
-            pg_cluster._admin_execute(  # noqa: SLF001 - the test kills our sessions
+            pg_cluster._admin_execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = 'outage' AND pid <> pg_backend_pid()"
             )
