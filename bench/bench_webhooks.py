@@ -4,9 +4,11 @@ For each database (SQLite file; PostgreSQL in a throwaway cluster when its binar
 exist) this creates N pending Crypto Pay payments (through the real checkout and the
 Crypto Pay emulator), then POSTs their genuinely signed ``invoice_paid`` updates to the
 webhook server on 127.0.0.1 with C concurrent clients, and measures throughput and
-p50/p99 latency. In the same run, alternating A B A B, it measures two floors:
+p50/p99 latency. The server runs in its own process (bench/_webhook_server.py), as a
+deployed one does, apart from this load generator. In the same run, alternating A B A B, it measures two floors:
 
-1. the same client against an aiohttp handler that reads the body and answers 200;
+1. the same client against an aiohttp handler that reads the body and answers 200, in
+   a process of its own too;
 2. the same database doing the same number of single-row INSERT transactions through
    SQLAlchemy Core with the same concurrency.
 
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,10 +34,7 @@ from pathlib import Path
 import aiohttp
 import attrs
 import sqlalchemy as sa
-from aiohttp import web
 
-from shells.webhooks.app import create_app
-from shells.webhooks.server import start_site
 from vpnshop.adapters.payments.cryptopay import CryptoPayGateway, CryptoPaySettings
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
@@ -93,14 +93,36 @@ def poster(
     return post
 
 
-async def noop_server() -> tuple[web.AppRunner, str]:
-    async def handler(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(text="OK")
+SERVER = Path(__file__).with_name("_webhook_server.py")
 
-    app = web.Application()
-    app.router.add_post("/webhooks/cryptopay", handler)
-    return await start_site(app, access_log=False)
+
+async def server_process(stack: AsyncExitStack, *args: str) -> str:
+    """Start bench/_webhook_server.py in its own process (as a deployed webhook server
+    runs: its own interpreter and event loop, apart from the load generator); return its
+    base URL. It stops when its standard input is closed."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SERVER),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+    async def stop() -> None:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    stack.push_async_callback(stop)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if not line.startswith(b"PORT "):
+        raise RuntimeError(f"the webhook server did not start: {line!r}")
+    return f"http://127.0.0.1:{int(line.split()[1])}"
 
 
 async def bench_database(label: str, url: str, n: int, clients: int, rounds: int) -> None:
@@ -115,7 +137,8 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
         await app.load_plans(load_plans_file(EXAMPLE), actor=Actor.system("bench"))
         deliveries: list[tuple[bytes, dict[str, str]]] = []
         t0 = time.perf_counter()
-        for i in range(n * rounds):
+        warmup = 4 * clients  # opens the server's pooled connections and prepares statements
+        for i in range(n * rounds + warmup):
             customer, _ = await app.register_customer(900_000_000 + i)
             assert customer.id is not None
             link = await app.start_checkout(customer.id, "cryptopay", plan_code="month")
@@ -127,10 +150,8 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
             deliveries.append(emu.notification_body(payment.external_id))
         print(f"   prepared {len(deliveries)} pending payments in {time.perf_counter() - t0:.1f}s")
 
-        runner, base = await start_site(create_app(app), access_log=False)
-        stack.push_async_callback(runner.cleanup)
-        noop_runner, noop_base = await noop_server()
-        stack.push_async_callback(noop_runner.cleanup)
+        base = await server_process(stack, "product", url, emu.token)
+        noop_base = await server_process(stack, "noop")
         floor_engine = create_engine(url)
         stack.push_async_callback(floor_engine.dispose)
         scratch = sa.Table(
@@ -145,6 +166,13 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients))
         )
 
+        warm, deliveries = deliveries[:warmup], deliveries[warmup:]
+        await run_bounded(
+            [poster(session, f"{base}/webhooks/cryptopay", b, h) for b, h in warm], clients
+        )
+        await run_bounded(
+            [poster(session, f"{noop_base}/webhooks/cryptopay", b, h) for b, h in warm], clients
+        )
         product: list[Result] = []
         http_floor: list[Result] = []
         db_floor: list[Result] = []
@@ -171,15 +199,13 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
 
                 return write
 
-            db_floor.append(
-                await run_bounded([writer(next(next_row)) for _ in batch], clients)
-            )
+            db_floor.append(await run_bounded([writer(next(next_row)) for _ in batch], clients))
 
         async with app.engine.connect() as conn:
             query = sa.text("SELECT count(*) FROM payments WHERE status = 'succeeded'")
             paid = (await conn.execute(query)).scalar_one()
-        if paid != n * rounds:
-            print(f"   WARNING: {paid} of {n * rounds} payments succeeded")
+        if paid != n * rounds + warmup:
+            print(f"   WARNING: {paid} of {n * rounds + warmup} payments succeeded")
 
         def show(name: str, results: list[Result]) -> float:
             rate = statistics.median(r.rate for r in results)

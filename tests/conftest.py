@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
-from vpnshop.adapters.storage.panel_users import SqlAlchemyPanelUnitOfWork
 from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
-from vpnshop.ports.storage import PanelUnitOfWork
+from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
+from vpnshop.ports.storage import UnitOfWork
 from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -115,7 +115,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(params=BACKENDS)
 async def uow_factory(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[], PanelUnitOfWork]]:
+) -> AsyncIterator[Callable[[], UnitOfWork]]:
     """A zero-argument factory of units of work on a fresh store of each backend."""
     if request.param == "memory":
         from vpnshop.testing.memory import MemoryStore, memory_uow_factory
@@ -137,8 +137,8 @@ class SqlFactory:
         self.engine = engine
         self.settler = PgPaymentSettler(engine) if engine.dialect.name == "postgresql" else None
 
-    def __call__(self) -> PanelUnitOfWork:
-        return SqlAlchemyPanelUnitOfWork(self.engine)
+    def __call__(self) -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(self.engine)
 
 
 @pytest.fixture

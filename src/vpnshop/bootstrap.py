@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vpnshop.adapters.clock import SystemClock, UlidIds
 from vpnshop.adapters.storage.engine import create_engine, is_sqlite, normalise_url
 from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
-from vpnshop.adapters.storage.panel_users import panel_uow_factory
 from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.adapters.storage.uow import sqlalchemy_uow_factory
 from vpnshop.config import PanelSettings, Settings
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.plan import GIB
@@ -144,7 +144,7 @@ async def bootstrap(
         if migrate:
             await prepare_database(engine, url)
         clock = clock or SystemClock()
-        uow_factory = panel_uow_factory(engine)
+        uow_factory = sqlalchemy_uow_factory(engine)
         deps = Deps(
             uow=uow_factory,
             clock=clock,

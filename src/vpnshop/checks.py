@@ -102,6 +102,7 @@ async def reach(settings: Settings) -> list[CheckLine]:
         lines.append(CheckLine("database", "FAIL", f"{type(e).__name__}: {e}"))
     finally:
         await engine.dispose()
+    lines += await reach_panel(settings)
     return lines
 
 
@@ -115,3 +116,100 @@ async def run_checks(settings: Settings, *, reach: bool, out: TextIO) -> int:
         print(f"  {line.part:<{width}}  {line.state:<4}  {line.detail}", file=out)
     failed = [line for line in lines if line.state == "FAIL"]
     return 1 if failed else 0
+
+
+#: The reads ``vpnshop panel check`` tries, to learn the token's scopes.
+PANEL_READS: tuple[tuple[str, str, dict[str, str] | None], ...] = (
+    ("users list", "/users", {"start": "0", "size": "1"}),
+    ("internal squads", "/internal-squads", None),
+    ("system stats", "/system/stats", None),
+)
+
+
+async def panel_report(settings: Settings, out: TextIO) -> int:
+    """``vpnshop panel check``: the panel's version and API line, whether the token is
+    accepted and which reads it may do, and the internal squads. 1 when the panel cannot
+    be reached or refuses the token."""
+    from vpnshop.adapters.remnawave import RemnawavePanel
+    from vpnshop.bootstrap import remnawave_settings
+    from vpnshop.ports.panel import (
+        PanelError,
+        PanelForbiddenError,
+        PanelUnauthorizedError,
+        PanelUnavailableError,
+    )
+
+    if settings.panel is None:
+        print(
+            "panel: not configured (set VPNSHOP_PANEL_URL and VPNSHOP_PANEL_TOKEN)", file=out
+        )
+        return 1
+    panel = RemnawavePanel(remnawave_settings(settings.panel))
+    print(f"panel: {settings.panel.url}", file=out)
+    try:
+        await panel.start(detect_now=False)
+        try:
+            info = await panel.info()
+        except PanelUnauthorizedError as e:
+            print(f"  token     REFUSED: the panel does not accept the API token ({e})", file=out)
+            return 1
+        except PanelUnavailableError as e:
+            print(f"  reach     FAIL: the panel cannot be reached: {e}", file=out)
+            return 1
+        except PanelError as e:
+            print(f"  version   FAIL: {e}", file=out)
+            return 1
+        print(f"  version   {info.version or 'unknown (not reported)'}", file=out)
+        print(f"  API line  {info.api_line}", file=out)
+        print("  token     accepted", file=out)
+        allowed: dict[str, bool] = {}
+        width = max(len(name) for name, _, _ in PANEL_READS)
+        for name, path, params in PANEL_READS:
+            try:
+                await panel.probe(path, params)
+                state = "ok"
+            except PanelForbiddenError:
+                state = "forbidden (the token lacks this scope)"
+            except PanelUnauthorizedError:
+                state = "unauthorised"
+            except PanelError as e:
+                state = f"failed: {e}"
+            allowed[name] = state == "ok"
+            print(f"  {name:<{width}}  {state}", file=out)
+        if allowed["internal squads"]:
+            squads = await panel.squads()
+            print(f"squads ({len(squads)}):", file=out)
+            for squad in squads:
+                print(f"  {squad.uuid}  {squad.name}  members {squad.members}", file=out)
+        else:
+            print("squads: cannot list them with this token", file=out)
+        return 0
+    finally:
+        await panel.aclose()
+
+
+async def reach_panel(settings: Settings) -> list[CheckLine]:
+    """``vpnshop check --reach``: the panel's version and whether it takes the token."""
+    from vpnshop.adapters.remnawave import RemnawavePanel
+    from vpnshop.bootstrap import remnawave_settings
+    from vpnshop.ports.panel import PanelError, PanelUnauthorizedError
+
+    if settings.panel is None:
+        return []
+    panel = RemnawavePanel(remnawave_settings(settings.panel))
+    try:
+        await panel.start(detect_now=False)
+        info = await panel.info()
+    except PanelUnauthorizedError as e:
+        return [CheckLine("panel", "FAIL", f"the API token is refused: {e}")]
+    except (PanelError, OSError) as e:
+        return [CheckLine("panel", "FAIL", f"{type(e).__name__}: {e}")]
+    finally:
+        await panel.aclose()
+    return [
+        CheckLine(
+            "panel",
+            "ok",
+            f"version {info.version or 'unknown'}, API line {info.api_line}, token accepted",
+        )
+    ]

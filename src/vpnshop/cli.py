@@ -105,6 +105,12 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
+async def cmd_panel_check(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.checks import panel_report
+
+    return await panel_report(settings, out=sys.stdout)
+
+
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from vpnshop.runner import run
 
@@ -174,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = psub.add_parser("list", help="list plans", description="List the plans.")
     p.add_argument("--all", action="store_true", help="include inactive plans")
     p.set_defaults(handler=cmd_plans_list)
+
+    panel = sub.add_parser("panel", help="the VPN panel", description="Panel commands.")
+    pansub = panel.add_subparsers(dest="panel_command", metavar="COMMAND", required=True)
+    p = pansub.add_parser(
+        "check",
+        help="reach the panel and report its version, token scopes and squads",
+        description="Connect to the configured Remnawave panel and print its version and "
+        "API line, whether the API token is accepted, which reads the token may do (users "
+        "list, internal squads, system stats: ok, forbidden = missing scope, unauthorised) "
+        "and the internal squads (uuid, name, members) to put in plans. Exits 1 when the "
+        "panel is not configured, cannot be reached or refuses the token.",
+    )
+    p.set_defaults(handler=cmd_panel_check)
 
     ledger = sub.add_parser("ledger", help="money checks", description="Ledger commands.")
     lsub = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)

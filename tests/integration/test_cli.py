@@ -79,7 +79,7 @@ def test_run_all_prepares_the_embedded_shop(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "vpnshop.db").exists()
     assert "loaded 4 example plans" in first.stdout
-    assert "schema at 0001" in first.stdout
+    assert "schema at 0002" in first.stdout
     second = vpnshop("run", "all", cwd=tmp_path)
     assert "loaded" not in second.stdout and "4 plans on sale" in second.stdout
 
@@ -132,7 +132,7 @@ def test_db_current_reports_an_unmigrated_database(tmp_path: Path) -> None:
     assert vpnshop("db", "current", cwd=tmp_path, VPNSHOP_DATABASE_URL=url).returncode == 1
     assert vpnshop("db", "upgrade", cwd=tmp_path, VPNSHOP_DATABASE_URL=url).returncode == 0
     current = vpnshop("db", "current", cwd=tmp_path, VPNSHOP_DATABASE_URL=url)
-    assert current.returncode == 0 and "current: 0001" in current.stdout
+    assert current.returncode == 0 and "current: 0002" in current.stdout
 
 
 @pytest.mark.postgres

@@ -101,3 +101,26 @@ class PanelStats:
     users_by_status: dict[str, int] = attrs.field(factory=dict, hash=False)
     online_now: int = 0
     nodes_online: int = 0
+
+
+@attrs.frozen
+class PanelUserView:
+    """The shop's cached view of the panel user that projects one subscription, refreshed
+    from the panel's webhooks (so that the bot can show usage without calling the panel).
+
+    ``last_event`` is the panel event name that last refreshed it, ``updated_at`` that
+    event's own (signed) timestamp; ``devices`` counts the HWID devices the shop has seen
+    added and not deleted.
+    """
+
+    subscription_id: int
+    panel_key: str
+    status: PanelStatus
+    updated_at: datetime
+    used_traffic_bytes: int = 0
+    lifetime_used_traffic_bytes: int = 0
+    traffic_limit_bytes: int = 0
+    online_at: datetime | None = None
+    first_connected_at: datetime | None = None
+    devices: int = 0
+    last_event: str | None = None

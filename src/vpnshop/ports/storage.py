@@ -29,6 +29,7 @@ from vpnshop.domain.ledger import Hold, HoldStatus, LedgerEntry
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order
 from vpnshop.domain.outbox import OutboxJob
+from vpnshop.domain.panel import PanelUserView
 from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.domain.plan import Plan
 from vpnshop.domain.promo import PromoCode, PromoRedemption
@@ -349,6 +350,9 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> OutboxRepository: ...
 
+    @property
+    def panel_users(self) -> PanelUserRepository: ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -391,4 +395,19 @@ class AtomicSettlement(Protocol):
     ) -> Payment | None:
         """Atomic: transition the payment (as ``payments.transition``) and, only if that
         happened, apply *effects*; None and no change otherwise."""
+        ...
+
+
+class PanelUserRepository(Protocol):
+    """The cached view of panel users (``panel_users``), one row per subscription."""
+
+    async def upsert(self, view: PanelUserView) -> None:
+        """Insert or replace the view of ``view.subscription_id`` (which must exist)."""
+        ...
+
+    async def get(self, subscription_id: int) -> PanelUserView | None: ...
+
+    async def find_subscription(self, panel_key: str, panel_username: str) -> int | None:
+        """The id of the subscription projected on this panel user: the one storing
+        *panel_key*, else the one storing *panel_username*; None when the shop has none."""
         ...

@@ -63,6 +63,8 @@ class OutboxWorker:
     max_attempts: int = 25  # with 2**n backoff capped at 1 h: about a day of retries
 
     async def run_once(self) -> RunReport:
+        if not self.handlers:  # nothing this process can run; leave the jobs to others
+            return RunReport()
         now = self.deps.now()
         async with self.deps.uow() as uow:
             jobs = await uow.outbox.claim(

@@ -35,6 +35,7 @@ from vpnshop.domain.ledger import Hold, HoldStatus, LedgerEntry
 from vpnshop.domain.money import Currency, Money, currency
 from vpnshop.domain.order import Order
 from vpnshop.domain.outbox import JobStatus, OutboxJob
+from vpnshop.domain.panel import PanelUserView
 from vpnshop.domain.payment import OPEN_STATUSES, Payment, PaymentStatus, can_transition
 from vpnshop.domain.plan import Plan
 from vpnshop.domain.promo import PromoCode, PromoRedemption
@@ -48,6 +49,7 @@ from vpnshop.ports.storage import (
     LedgerRepository,
     OrderRepository,
     OutboxRepository,
+    PanelUserRepository,
     PaymentContext,
     PaymentRepository,
     PlanRepository,
@@ -101,6 +103,7 @@ class _State:
     audit: list[AuditEntry] = field(default_factory=list)
     outbox: dict[int, OutboxJob] = field(default_factory=dict)
     outbox_keys: dict[str, int] = field(default_factory=dict)
+    panel_users: dict[int, PanelUserView] = field(default_factory=dict)
     # Sequences, like SERIAL columns (here they roll back with the transaction; a database
     # may skip numbers instead, which no caller may rely on either way).
     next_ids: dict[str, int] = field(default_factory=dict)
@@ -125,6 +128,7 @@ class _State:
             audit=list(self.audit),
             outbox=dict(self.outbox),
             outbox_keys=dict(self.outbox_keys),
+            panel_users=dict(self.panel_users),
             next_ids=dict(self.next_ids),
         )
 
@@ -184,6 +188,7 @@ class MemoryUnitOfWork:
     referrals: ReferralRepository
     audit: AuditRepository
     outbox: OutboxRepository
+    panel_users: PanelUserRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -202,6 +207,7 @@ class MemoryUnitOfWork:
         self.referrals = _Referrals(self)
         self.audit = _Audit(self)
         self.outbox = _Outbox(self)
+        self.panel_users = _PanelUsers(self)
 
     @property
     def state(self) -> _State:
@@ -694,5 +700,23 @@ class _Outbox(_Repo):
         return found[:limit]
 
 
+class _PanelUsers(_Repo):
+    async def upsert(self, view: PanelUserView) -> None:
+        s = self._s
+        if view.subscription_id not in s.subscriptions:  # the foreign key
+            raise ConflictError(f"subscription {view.subscription_id} does not exist")
+        s.panel_users[view.subscription_id] = view
+
+    async def get(self, subscription_id: int) -> PanelUserView | None:
+        return self._s.panel_users.get(subscription_id)
+
+    async def find_subscription(self, panel_key: str, panel_username: str) -> int | None:
+        subs = sorted(self._s.subscriptions.values(), key=lambda x: x.id or 0)
+        by_key = [x.id for x in subs if x.panel_key == panel_key]
+        by_name = [x.id for x in subs if x.panel_username == panel_username]
+        return (by_key or by_name or [None])[0]
+
+
 if TYPE_CHECKING:
     _: UnitOfWork = MemoryUnitOfWork(MemoryStore())
+    _panel: UnitOfWork = MemoryUnitOfWork(MemoryStore())

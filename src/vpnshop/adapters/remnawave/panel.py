@@ -396,6 +396,11 @@ class RemnawavePanel:
         except MappingError as exc:
             raise PanelBadResponseError(f"unreadable system stats: {exc}") from exc
 
+    async def probe(self, path: str, params: Mapping[str, str] | None = None) -> None:
+        """GET an API path once (no retries) and discard the answer; raises the
+        ``PanelError`` of a refusal. For diagnostics: which reads does the token allow?"""
+        await self._client.request("GET", path, params=params, retry=False)
+
     async def health(self) -> bool:
         """True when the panel answers an authenticated request (a 403 counts: the token
         was accepted, it only lacks the system scope). Never raises, never retries."""

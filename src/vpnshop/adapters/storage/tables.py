@@ -252,3 +252,19 @@ outbox = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_outbox_status_due_at", "status", "due_at"),
 )
+
+panel_users = sa.Table(  # the cached view of each subscription's panel user (webhooks)
+    "panel_users",
+    metadata,
+    sa.Column("subscription_id", BigId, sa.ForeignKey("subscriptions.id"), primary_key=True),
+    sa.Column("panel_key", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("used_traffic_bytes", sa.BigInteger, nullable=False),
+    sa.Column("lifetime_used_traffic_bytes", sa.BigInteger, nullable=False),
+    sa.Column("traffic_limit_bytes", sa.BigInteger, nullable=False),
+    sa.Column("online_at", UtcDateTime),
+    sa.Column("first_connected_at", UtcDateTime),
+    sa.Column("devices", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_event", sa.String(64)),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

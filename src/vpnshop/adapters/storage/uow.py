@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vpnshop.adapters.storage import settle_pg
+from vpnshop.adapters.storage.panel_users import SqlPanelUsers
 from vpnshop.adapters.storage.repositories import (
     SqlAudit,
     SqlCustomers,
@@ -50,6 +51,7 @@ class SqlAlchemyUnitOfWork:
     referrals: SqlReferrals
     audit: SqlAudit
     outbox: SqlOutbox
+    panel_users: SqlPanelUsers
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -74,6 +76,7 @@ class SqlAlchemyUnitOfWork:
         self.referrals = SqlReferrals(conn)
         self.audit = SqlAudit(conn)
         self.outbox = SqlOutbox(conn)
+        self.panel_users = SqlPanelUsers(conn)
         return self
 
     async def __aexit__(
