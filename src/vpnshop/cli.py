@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from vpnshop.config import ConfigError, Settings
+from vpnshop.logs import setup_logging
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -213,12 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vpnshop: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if settings.log_level != "debug":  # Alembic narrates every plugin at INFO
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        setup_logging(settings)
+    except ConfigError as e:
+        print(f"vpnshop: {e}", file=sys.stderr)
+        return 2
     from vpnshop.bootstrap import SchemaOutOfDateError
     from vpnshop.domain.errors import DomainError
     from vpnshop.ports.storage import StorageUnavailableError

@@ -151,3 +151,29 @@ def test_cli_on_postgres(tmp_path: Path, pg_cluster: object) -> None:
     assert loaded.returncode == 0, loaded.stderr
     verify = vpnshop("ledger", "verify", cwd=tmp_path, VPNSHOP_DATABASE_URL=url)
     assert verify.returncode == 0
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    """With VPNSHOP_LOG_FORMAT=json every log line on stderr is a JSON object."""
+    import json
+
+    result = vpnshop(
+        "run", "all", cwd=tmp_path, VPNSHOP_LOG_FORMAT="json", VPNSHOP_LOG_LEVEL="debug"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        entry = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(entry)
+
+
+def test_sentry_dsn_without_the_extra_is_a_config_error(tmp_path: Path) -> None:
+    """A Sentry DSN without sentry-sdk installed stops with the variable's name."""
+    import importlib.util
+
+    if importlib.util.find_spec("sentry_sdk") is not None:
+        pytest.skip("sentry-sdk is installed here")
+    result = vpnshop("check", cwd=tmp_path, VPNSHOP_SENTRY_DSN="https://k@sentry.invalid/1")
+    assert result.returncode == 2
+    assert "VPNSHOP_SENTRY_DSN: is set but sentry-sdk is not installed" in result.stderr
