@@ -5,7 +5,8 @@ exist) this creates N pending Crypto Pay payments (through the real checkout and
 Crypto Pay emulator), then POSTs their genuinely signed ``invoice_paid`` updates to the
 webhook server on 127.0.0.1 with C concurrent clients, and measures throughput and
 p50/p99 latency. The server runs in its own process (bench/_webhook_server.py), as a
-deployed one does, apart from this load generator. In the same run, alternating A B A B, it measures two floors:
+deployed one does, apart from this load generator. In the same run, alternating
+A B A B, it measures two floors:
 
 1. the same client against an aiohttp handler that reads the body and answers 200, in
    a process of its own too;
