@@ -57,4 +57,10 @@ async def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:]))
+    from vpnshop.cli import run_async  # uvloop where installed, as `vpnshop run` uses
+
+    async def _main() -> int:
+        await main(sys.argv[1:])
+        return 0
+
+    run_async(_main())

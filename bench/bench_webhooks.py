@@ -228,15 +228,17 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
     async def everything() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "bench.db"
-            await bench_database(
-                "SQLite", f"sqlite+aiosqlite:///{path}", args.n, args.clients, args.rounds
-            )
+        if not args.no_sqlite:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "bench.db"
+                await bench_database(
+                    "SQLite", f"sqlite+aiosqlite:///{path}", args.n, args.clients, args.rounds
+                )
         if args.no_postgres:
             return
         from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError

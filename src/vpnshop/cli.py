@@ -206,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_async(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop where it is installed (it is a dependency on Linux), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -224,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         handler: Handler = args.handler
-        return asyncio.run(handler(args, settings))
+        return run_async(handler(args, settings))
     except (DomainError, SchemaOutOfDateError, StorageUnavailableError) as e:
         print(f"vpnshop: {e}", file=sys.stderr)
         return 1

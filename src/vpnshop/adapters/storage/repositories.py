@@ -388,17 +388,23 @@ def _payment(r: Row) -> Payment:
     )
 
 
+PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
+
+
 def _context_select() -> sa.Select[Any]:
     """A payment with its order, plan, referrer and "paid before" flag, in one read.
     Built once: constructing a 40-column select costs more than running it."""
     p, o, pl, r = t.payments.c, t.orders.c, t.plans.c, t.referrals.c
     earlier = t.payments.alias("earlier")
     paid_before = (
-        sa.select(sa.literal(1))
+        sa.select(sa.literal_column("1"))
         .where(
             earlier.c.customer_id == p.customer_id,
             earlier.c.id != p.id,
-            earlier.c.status.in_([PaymentStatus.SUCCEEDED.value, PaymentStatus.REFUNDED.value]),
+            # Constants, not binds, so the statement has exactly one parameter per lookup.
+            earlier.c.status.in_(
+                [sa.literal_column(f"'{s.value}'") for s in PAID_STATUSES]
+            ),
         )
         .exists()
     )
@@ -433,8 +439,10 @@ async def read_context(
     if row is None and external_id is not None:
         params = {"provider": provider, "external_id": external_id}
         row = (await conn.execute(_CONTEXT_BY_EXTERNAL_ID, params)).first()
-    if row is None:
-        return None
+    return None if row is None else context_from(row)
+
+
+def context_from(row: Row) -> PaymentContext:
     m = row._mapping
     return PaymentContext(
         payment=_payment(row),
