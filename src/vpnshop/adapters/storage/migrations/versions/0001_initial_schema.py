@@ -264,6 +264,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_subscriptions_customer_id_customers")
         ),
+        sa.ForeignKeyConstraint(
+            ["plan_code"], ["plans.code"], name=op.f("fk_subscriptions_plan_code_plans")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
         sa.UniqueConstraint("customer_id", name=op.f("uq_subscriptions_customer_id")),
         sa.UniqueConstraint("panel_username", name=op.f("uq_subscriptions_panel_username")),
