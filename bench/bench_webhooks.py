@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -95,6 +96,16 @@ def poster(
 
 
 SERVER = Path(__file__).with_name("_webhook_server.py")
+SERVER_PIDS: list[int] = []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), or NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def server_process(stack: AsyncExitStack, *args: str) -> str:
@@ -119,6 +130,7 @@ async def server_process(stack: AsyncExitStack, *args: str) -> str:
             await proc.wait()
 
     stack.push_async_callback(stop)
+    SERVER_PIDS.append(proc.pid)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
     if not line.startswith(b"PORT "):
@@ -174,18 +186,24 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
         await run_bounded(
             [poster(session, f"{noop_base}/webhooks/cryptopay", b, h) for b, h in warm], clients
         )
+        server_cpu: list[float] = []
+        client_cpu: list[float] = []
         product: list[Result] = []
         http_floor: list[Result] = []
         db_floor: list[Result] = []
         next_row = iter(range(1, 10**9))
         for r in range(rounds):
             batch = deliveries[r * n : (r + 1) * n]
+            server_pid = SERVER_PIDS[-2]  # the product server (the no-op one came after)
+            cpu_before, me_before = cpu_seconds(server_pid), time.process_time()
             product.append(
                 await run_bounded(
                     [poster(session, f"{base}/webhooks/cryptopay", b, h) for b, h in batch],
                     clients,
                 )
             )
+            server_cpu.append((cpu_seconds(server_pid) - cpu_before) / len(batch))
+            client_cpu.append((time.process_time() - me_before) / len(batch))
             http_floor.append(
                 await run_bounded(
                     [poster(session, f"{noop_base}/webhooks/cryptopay", b, h) for b, h in batch],
@@ -220,6 +238,11 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
         b = show("floor 1: no-op aiohttp handler", http_floor)
         c = show("floor 2: 1-row INSERT transactions", db_floor)
         print(f"   product / no-op HTTP floor: {a / b:.3f}   product / DB write floor: {a / c:.3f}")
+        print(
+            f"   CPU per confirmed webhook: server process "
+            f"{statistics.median(server_cpu) * 1000:.2f} ms, load generator "
+            f"{statistics.median(client_cpu) * 1000:.2f} ms"
+        )
 
 
 async def main() -> None:
