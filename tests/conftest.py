@@ -123,9 +123,12 @@ async def uow_factory(
         yield memory_uow_factory(MemoryStore())
         return
     engine = create_engine(make_database_url(request, request.param, tmp_path), pool_size=20)
+    factory = SqlFactory(engine)
     try:
-        yield SqlFactory(engine)
+        yield factory
     finally:
+        if factory.settler is not None:
+            await factory.settler.aclose()
         await engine.dispose()
 
 

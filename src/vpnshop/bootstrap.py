@@ -172,6 +172,9 @@ async def bootstrap(
 
             gateways = build_gateways(settings, stack)
         gateways = dict(gateways)
+        settler = None if is_sqlite(url) else PgPaymentSettler(engine)
+        if settler is not None:
+            stack.push_async_callback(settler.aclose)
         confirm = ConfirmPayment(
             deps,
             ReferralPolicy(
@@ -179,7 +182,7 @@ async def bootstrap(
                 referrer_bonus_days=settings.referral_bonus_days_referrer,
                 referee_bonus_days=settings.referral_bonus_days_referee,
             ),
-            settler=None if is_sqlite(url) else PgPaymentSettler(engine),
+            settler=settler,
         )
         yield App(
             settings=settings,
