@@ -108,8 +108,12 @@ async def product_round(engine: object, deps: Deps, n: int, concurrency: int, ta
         return run
 
     start = time.perf_counter()
-    await gather_bounded([job(p) for p in ids], concurrency)
-    elapsed = time.perf_counter() - start
+    try:
+        await gather_bounded([job(p) for p in ids], concurrency)
+        elapsed = time.perf_counter() - start
+    finally:
+        if settler is not None:
+            await settler.aclose()
     assert outcomes.count(Outcome.CONFIRMED) == n, outcomes[:3]
     return n / elapsed
 
