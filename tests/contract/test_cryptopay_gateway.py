@@ -12,8 +12,9 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-from aiohttp import web
 
+from tests.contract.helpers import Receiver
+from tests.contract.helpers import json_webhook as webhook
 from vpnshop.adapters.payments.cryptopay import (
     CryptoPayConfigError,
     CryptoPayGateway,
@@ -24,14 +25,12 @@ from vpnshop.ports.payments import (
     AmountOutOfRangeError,
     CheckoutRequest,
     EventKind,
-    PaymentEvent,
     PaymentGateway,
     ProviderRejectedError,
     ProviderStatus,
     ProviderUnavailableError,
     WebhookAuthError,
     WebhookMalformedError,
-    WebhookRequest,
 )
 from vpnshop.testing.cryptopay import CryptoPayEmulator
 
@@ -53,52 +52,6 @@ def checkout_request(
         idempotency_key=key,
         customer_telegram_id=777,
     )
-
-
-def webhook(body: bytes, headers: dict[str, str]) -> WebhookRequest:
-    return WebhookRequest(
-        body=body, headers=headers, remote_ip="127.0.0.1", content_type="application/json"
-    )
-
-
-class Receiver:
-    """Our webhook endpoint in miniature: parse with the gateway, answer like the shell."""
-
-    def __init__(self, gateway: CryptoPayGateway) -> None:
-        self.gateway = gateway
-        self.events: list[PaymentEvent] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        wr = WebhookRequest(
-            body=await request.read(),
-            headers=dict(request.headers),
-            remote_ip=request.remote or "",
-            content_type=request.content_type,
-        )
-        try:
-            event = await self.gateway.parse_webhook(wr)
-        except WebhookAuthError:
-            return web.Response(status=401)
-        except WebhookMalformedError:
-            return web.Response(status=400)
-        self.events.append(event)
-        reply = self.gateway.webhook_reply
-        return web.Response(status=reply.status, text=reply.body)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhook/cryptopay", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/webhook/cryptopay"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def settings_for(emu: CryptoPayEmulator, **overrides: Any) -> CryptoPaySettings:
@@ -123,15 +76,6 @@ async def emu() -> AsyncIterator[CryptoPayEmulator]:
 async def gateway(emu: CryptoPayEmulator) -> AsyncIterator[CryptoPayGateway]:
     async with CryptoPayGateway(settings_for(emu)) as gw:
         yield gw
-
-
-@pytest.fixture
-async def receiver(emu: CryptoPayEmulator, gateway: CryptoPayGateway) -> AsyncIterator[Receiver]:
-    r = Receiver(gateway)
-    await r.start()
-    emu.webhook_url = r.url
-    yield r
-    await r.close()
 
 
 def test_gateway_satisfies_the_port(gateway: CryptoPayGateway) -> None:

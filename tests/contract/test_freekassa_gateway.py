@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import aiohttp
 import attrs
 import pytest
-from aiohttp import web
 
+from tests.contract.helpers import Receiver, checkout
 from vpnshop.adapters.payments.freekassa import (
     FREEKASSA_NOTIFICATION_IPS,
     FreeKassaConfigError,
@@ -26,9 +26,7 @@ from vpnshop.adapters.payments.freekassa import (
 from vpnshop.domain.money import RUB, USD, Money
 from vpnshop.ports.payments import (
     AmountOutOfRangeError,
-    CheckoutRequest,
     EventKind,
-    PaymentEvent,
     PaymentGateway,
     ProviderRejectedError,
     ProviderStatus,
@@ -38,48 +36,6 @@ from vpnshop.ports.payments import (
     WebhookRequest,
 )
 from vpnshop.testing.freekassa import FreeKassaEmulator
-
-
-class Receiver:
-    """A stand-in for the webhooks shell: turns a delivery into a WebhookRequest."""
-
-    def __init__(self, gateway: FreeKassaGateway) -> None:
-        self.gateway = gateway
-        self.events: list[PaymentEvent] = []
-        self.errors: list[Exception] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        wr = WebhookRequest(
-            body=await request.read(),
-            headers=dict(request.headers),
-            remote_ip=request.remote or "",
-            content_type=request.content_type,
-        )
-        try:
-            event = await self.gateway.parse_webhook(wr)
-        except WebhookAuthError as exc:
-            self.errors.append(exc)
-            return web.Response(status=401)
-        except WebhookMalformedError as exc:
-            self.errors.append(exc)
-            return web.Response(status=400)
-        self.events.append(event)
-        reply = self.gateway.webhook_reply
-        return web.Response(status=reply.status, text=reply.body)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/freekassa", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/webhooks/freekassa"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def settings_for(emu: FreeKassaEmulator, **overrides: Any) -> FreeKassaSettings:
@@ -94,18 +50,6 @@ def settings_for(emu: FreeKassaEmulator, **overrides: Any) -> FreeKassaSettings:
         max_attempts=3,
         retry_wait_initial=0.01,
         retry_wait_max=0.02,
-    )
-    return attrs.evolve(base, **overrides)
-
-
-def checkout(n: int = 1, amount: str = "100.00", **overrides: Any) -> CheckoutRequest:
-    base = CheckoutRequest(
-        payment_id=f"pay-{n}",
-        order_id=f"order-{n}",
-        amount=Money.parse(amount, RUB),
-        description="VPN 1 month",
-        idempotency_key=f"checkout-{n}",
-        customer_telegram_id=42,
     )
     return attrs.evolve(base, **overrides)
 
@@ -129,15 +73,6 @@ async def emu() -> AsyncIterator[FreeKassaEmulator]:
 async def gateway(emu: FreeKassaEmulator) -> AsyncIterator[FreeKassaGateway]:
     async with FreeKassaGateway(settings_for(emu)) as gw:
         yield gw
-
-
-@pytest.fixture
-async def receiver(emu: FreeKassaEmulator, gateway: FreeKassaGateway) -> AsyncIterator[Receiver]:
-    rec = Receiver(gateway)
-    await rec.start()
-    emu.webhook_url = rec.url
-    yield rec
-    await rec.close()
 
 
 # -- configuration ----------------------------------------------------------------------

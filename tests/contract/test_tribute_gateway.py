@@ -10,8 +10,9 @@ from typing import Any
 
 import attrs
 import pytest
-from aiohttp import web
 
+from tests.contract.helpers import Receiver
+from tests.contract.helpers import json_webhook as webhook
 from vpnshop.adapters.payments.tribute import (
     ProductMatch,
     TributeConfigError,
@@ -23,12 +24,10 @@ from vpnshop.domain.money import EUR, RUB, Money
 from vpnshop.ports.payments import (
     CheckoutRequest,
     EventKind,
-    PaymentEvent,
     PaymentGateway,
     ProviderRejectedError,
     WebhookAuthError,
     WebhookMalformedError,
-    WebhookRequest,
 )
 from vpnshop.testing.tribute import RETRY_SCHEDULE, TributeEmulator
 
@@ -45,55 +44,6 @@ def checkout_request(plan_code: str | None = "month", telegram_id: int = 777) ->
         customer_telegram_id=telegram_id,
         plan_code=plan_code,
     )
-
-
-def webhook(body: bytes, headers: dict[str, str]) -> WebhookRequest:
-    return WebhookRequest(
-        body=body, headers=headers, remote_ip="127.0.0.1", content_type="application/json"
-    )
-
-
-class Receiver:
-    """Our webhook endpoint in miniature: parse with the gateway, answer like the shell."""
-
-    def __init__(self, gateway: TributeGateway) -> None:
-        self.gateway = gateway
-        self.events: list[PaymentEvent] = []
-        self.fail_next = 0  # answer 500 this many times, as if the database were down
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            return web.Response(status=500)
-        wr = WebhookRequest(
-            body=await request.read(),
-            headers=dict(request.headers),
-            remote_ip=request.remote or "",
-            content_type=request.content_type,
-        )
-        try:
-            event = await self.gateway.parse_webhook(wr)
-        except WebhookAuthError:
-            return web.Response(status=401)
-        except WebhookMalformedError:
-            return web.Response(status=400)
-        self.events.append(event)
-        reply = self.gateway.webhook_reply
-        return web.Response(status=reply.status, text=reply.body)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhook/tribute", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/webhook/tribute"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture
@@ -120,15 +70,6 @@ def settings_for(emu: TributeEmulator, **overrides: Any) -> TributeSettings:
 @pytest.fixture
 def gateway(emu: TributeEmulator) -> TributeGateway:
     return TributeGateway(settings_for(emu))
-
-
-@pytest.fixture
-async def receiver(emu: TributeEmulator, gateway: TributeGateway) -> AsyncIterator[Receiver]:
-    r = Receiver(gateway)
-    await r.start()
-    emu.webhook_url = r.url
-    yield r
-    await r.close()
 
 
 def test_gateway_satisfies_the_port(gateway: TributeGateway) -> None:

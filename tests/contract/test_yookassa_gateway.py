@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 import pytest
-from aiohttp import web
 
+from tests.contract.helpers import Receiver, checkout
 from vpnshop.adapters.payments.yookassa import (
     YOOKASSA_NOTIFICATION_IPS,
     YooKassaConfigError,
@@ -21,9 +21,7 @@ from vpnshop.adapters.payments.yookassa import (
 from vpnshop.domain.money import RUB, USD, Money
 from vpnshop.ports.payments import (
     AmountOutOfRangeError,
-    CheckoutRequest,
     EventKind,
-    PaymentEvent,
     PaymentGateway,
     ProviderRejectedError,
     ProviderStatus,
@@ -33,51 +31,6 @@ from vpnshop.ports.payments import (
     WebhookRequest,
 )
 from vpnshop.testing.yookassa import YooKassaEmulator
-
-
-class Receiver:
-    """A stand-in for the webhooks shell: turns a delivery into a WebhookRequest."""
-
-    def __init__(self, gateway: YooKassaGateway) -> None:
-        self.gateway = gateway
-        self.events: list[PaymentEvent] = []
-        self.errors: list[Exception] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        wr = WebhookRequest(
-            body=await request.read(),
-            headers=dict(request.headers),
-            remote_ip=request.remote or "",
-            content_type=request.content_type,
-        )
-        try:
-            event = await self.gateway.parse_webhook(wr)
-        except WebhookAuthError as exc:
-            self.errors.append(exc)
-            return web.Response(status=401)
-        except WebhookMalformedError as exc:
-            self.errors.append(exc)
-            return web.Response(status=400)
-        except ProviderUnavailableError as exc:
-            self.errors.append(exc)
-            return web.Response(status=503)
-        self.events.append(event)
-        reply = self.gateway.webhook_reply
-        return web.Response(status=reply.status, text=reply.body)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/webhooks/yookassa", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/webhooks/yookassa"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def settings_for(emu: YooKassaEmulator, **overrides: Any) -> YooKassaSettings:
@@ -95,18 +48,6 @@ def settings_for(emu: YooKassaEmulator, **overrides: Any) -> YooKassaSettings:
     return attrs.evolve(base, **overrides)
 
 
-def checkout(n: int = 1, amount: str = "100.00", **overrides: Any) -> CheckoutRequest:
-    base = CheckoutRequest(
-        payment_id=f"pay-{n}",
-        order_id=f"order-{n}",
-        amount=Money.parse(amount, RUB),
-        description="VPN 1 month",
-        idempotency_key=f"checkout-{n}",
-        customer_telegram_id=42,
-    )
-    return attrs.evolve(base, **overrides)
-
-
 @pytest.fixture
 async def emu() -> AsyncIterator[YooKassaEmulator]:
     async with YooKassaEmulator() as emulator:
@@ -117,15 +58,6 @@ async def emu() -> AsyncIterator[YooKassaEmulator]:
 async def gateway(emu: YooKassaEmulator) -> AsyncIterator[YooKassaGateway]:
     async with YooKassaGateway(settings_for(emu)) as gw:
         yield gw
-
-
-@pytest.fixture
-async def receiver(emu: YooKassaEmulator, gateway: YooKassaGateway) -> AsyncIterator[Receiver]:
-    rec = Receiver(gateway)
-    await rec.start()
-    emu.webhook_url = rec.url
-    yield rec
-    await rec.close()
 
 
 def webhook(body: bytes, ip: str = "127.0.0.1") -> WebhookRequest:

@@ -17,22 +17,21 @@ before each answer), ``error_rate`` (probability of a 500), all reset per emulat
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
 import json
-import random
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 import attrs
 from aiohttp import web
+
+from vpnshop.testing._emulator import FaultKnobs, LoopbackServer
 
 _ASSETS = ("USDT", "TON", "BTC", "ETH", "LTC", "BNB", "TRX", "USDC")
 _FIATS = ("RUB", "USD", "EUR", "BYN", "UAH", "GBP", "CNY", "KZT", "UZS", "GEL", "TRY")
@@ -51,14 +50,7 @@ class Delivery:
     status: int  # 0 when the connection failed
 
 
-@attrs.define
-class _Fault:
-    remaining: int
-    status: int
-    method: str | None
-
-
-class CryptoPayEmulator:
+class CryptoPayEmulator(LoopbackServer, FaultKnobs):
     """An in-memory Crypto Pay app. Use as ``async with CryptoPayEmulator(...) as emu``."""
 
     def __init__(
@@ -70,67 +62,30 @@ class CryptoPayEmulator:
         max_amount: Decimal | None = None,
         seed: int = 0,
     ) -> None:
+        LoopbackServer.__init__(self)
+        FaultKnobs.__init__(self, seed)
         self.token = token
         self.webhook_url = webhook_url
         self.min_amount = min_amount
         self.max_amount = max_amount
-        self.latency = 0.0
-        self.error_rate = 0.0
         self.invoices: dict[int, dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []  # (http method, api method), incl. failures
         self.deliveries: list[Delivery] = []
-        self._faults: list[_Fault] = []
-        self._rng = random.Random(seed)
         self._ids = itertools.count(1001)
         self._update_ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._base_url = ""
         self.app_id = 4242
 
-    # -- lifetime -------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: pass as the gateway's ``base_url``."""
-        if not self._base_url:
-            raise RuntimeError("the emulator is not started")
-        return self._base_url
-
-    async def start(self) -> None:
+    # -- lifetime: LoopbackServer; its base_url is the gateway's ``base_url`` --------------
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("GET", "/api/{method}", self._handle)
         app.router.add_route("POST", "/api/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self._base_url = f"http://127.0.0.1:{port}"
+        return app
 
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> CryptoPayEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    # -- fault knobs ----------------------------------------------------------------------
+    # -- fault knobs: latency, error_rate (FaultKnobs) ------------------------------------
     def fail_next(self, count: int, status: int = 500, method: str | None = None) -> None:
         """Answer the next *count* calls (of *method*, or any) with HTTP *status*."""
-        self._faults.append(_Fault(count, status, method))
-
-    def _take_fault(self, method: str) -> int | None:
-        for fault in self._faults:
-            if fault.remaining > 0 and fault.method in (None, method):
-                fault.remaining -= 1
-                return fault.status
-        return None
+        self._queue_fault(count, status, method)
 
     # -- HTTP -----------------------------------------------------------------------------
     @staticmethod
@@ -154,13 +109,9 @@ class CryptoPayEmulator:
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         self.calls.append((request.method, method))
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        fault = self._take_fault(method)
+        fault = await self._injected_status(method)
         if fault is not None:
             return self._error(fault, "INTERNAL_ERROR" if fault >= 500 else "FAULT_INJECTED")
-        if self.error_rate and self._rng.random() < self.error_rate:
-            return self._error(500, "INTERNAL_ERROR")
         given = request.headers.get("Crypto-Pay-API-Token", "")
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             return self._error(401, "UNAUTHORIZED")

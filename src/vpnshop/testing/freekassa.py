@@ -26,11 +26,9 @@ Fault knobs: :meth:`FreeKassaEmulator.fail_next`, ``latency``, ``error_rate`` (s
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import random
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -41,6 +39,8 @@ from urllib.parse import urlencode
 import aiohttp
 import attrs
 from aiohttp import web
+
+from vpnshop.testing._emulator import LoopbackServer, RouteFaultKnobs
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _AMOUNT = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
@@ -95,14 +95,6 @@ class Order:
     created_at: str = ""
 
 
-@attrs.define
-class _Fault:
-    status: int
-    remaining: int
-    route: str | None
-    after_processing: bool
-
-
 def _api_signature(params: dict[str, Any], api_key: str) -> str:
     text = "|".join(str(params[k]) for k in sorted(params) if k != "signature")
     return hmac.new(api_key.encode(), text.encode(), hashlib.sha256).hexdigest()
@@ -112,7 +104,7 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
-class FreeKassaEmulator:
+class FreeKassaEmulator(LoopbackServer, RouteFaultKnobs):
     """FreeKassa over real HTTP. ``async with FreeKassaEmulator() as emu: emu.api_url``."""
 
     def __init__(
@@ -124,6 +116,8 @@ class FreeKassaEmulator:
         webhook_url: str | None = None,
         seed: int = 0,
     ) -> None:
+        LoopbackServer.__init__(self)
+        RouteFaultKnobs.__init__(self, seed)
         self.shop_id = shop_id
         self.api_key = api_key
         self.secret_word_2 = secret_word_2
@@ -131,75 +125,26 @@ class FreeKassaEmulator:
         self.orders: dict[int, Order] = {}
         self.requests: list[RecordedRequest] = []
         self.deliveries: list[Delivery] = []
-        self.latency: float = 0.0
-        self.error_rate: float = 0.0
         self.last_nonce: int = 0
-        self._faults: list[_Fault] = []
         self._next_order = 170_000_000
-        self._random = random.Random(seed)
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
 
-    # -- lifetime ------------------------------------------------------------------------
-    async def start(self) -> None:
+    # -- lifetime: LoopbackServer --------------------------------------------------------
+    def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post("/v1/orders/create", self._create)
         app.router.add_post("/v1/orders", self._list)
         app.router.add_get("/pay/{hash}", self._pay_page)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FreeKassaEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("the emulator is not started")
-        return self._base_url
+        return app
 
     @property
     def api_url(self) -> str:
         """What the gateway's ``api_url`` setting should be."""
         return self.base_url + "/v1"
 
-    # -- fault knobs ---------------------------------------------------------------------
-    def fail_next(
-        self,
-        count: int = 1,
-        status: int = 500,
-        *,
-        route: str | None = None,
-        after_processing: bool = False,
-    ) -> None:
-        """Answer the next *count* calls (of *route*, e.g. ``"POST /v1/orders/create"``)
-        with *status*; with *after_processing* the call takes effect first."""
-        self._faults.append(_Fault(status, count, route, after_processing))
-
+    # -- fault knobs: fail_next, latency, error_rate (RouteFaultKnobs) --------------------
     def calls(self, route: str) -> list[RecordedRequest]:
         method, _, path = route.partition(" ")
         return [r for r in self.requests if r.method == method and r.path == path]
-
-    def _take_fault(self, route: str, after: bool) -> int | None:
-        for fault in self._faults:
-            if fault.remaining <= 0 or fault.after_processing != after:
-                continue
-            if fault.route is not None and fault.route != route:
-                continue
-            fault.remaining -= 1
-            return fault.status
-        return None
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -207,12 +152,8 @@ class FreeKassaEmulator:
         rec = RecordedRequest(request.method, request.path, dict(request.headers), body)
         self.requests.append(rec)
         route = f"{request.method} {request.path}"
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
         response: web.StreamResponse
-        status = self._take_fault(route, after=False)
-        if status is None and self.error_rate > 0 and self._random.random() < self.error_rate:
-            status = 500
+        status = await self._injected_status(route)
         if status is not None:
             response = _error(status, "Emulated failure")
         else:

@@ -26,13 +26,14 @@ import itertools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import attrs
 from aiohttp import web
+
+from vpnshop.testing._emulator import LoopbackServer
 
 RETRY_SCHEDULE: Final = (
     timedelta(minutes=5),
@@ -93,7 +94,7 @@ class Subscription:
     cancelled: bool = False
 
 
-class TributeEmulator:
+class TributeEmulator(LoopbackServer):
     """In-memory Tribute. Use as ``async with TributeEmulator(...) as emu``."""
 
     def __init__(
@@ -103,6 +104,7 @@ class TributeEmulator:
         webhook_url: str | None = None,
         now: datetime | None = None,
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self.webhook_url = webhook_url
         self.latency = 0.0  # seconds before each webhook POST
@@ -112,37 +114,12 @@ class TributeEmulator:
         self.deliveries: list[Delivery] = []
         self.link_visits: list[str] = []
         self._ids = itertools.count(1646)
-        self._runner: web.AppRunner | None = None
-        self._base_url = ""
 
-    # -- lifetime -------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        if not self._base_url:
-            raise RuntimeError("the emulator is not started")
-        return self._base_url
-
-    async def start(self) -> None:
+    # -- lifetime: LoopbackServer ---------------------------------------------------------
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/app", self._handle_link)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> TributeEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+        return app
 
     async def _handle_link(self, request: web.Request) -> web.Response:
         code = request.query.get("startapp", "")

@@ -32,12 +32,10 @@ error, which is how a lost response looks), ``latency`` (seconds per call) and
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import json
-import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,6 +46,8 @@ from typing import Any
 import aiohttp
 import attrs
 from aiohttp import web
+
+from vpnshop.testing._emulator import LoopbackServer, RouteFaultKnobs
 
 _AMOUNT = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
 _KEY_MAX = 64
@@ -115,14 +115,6 @@ class Delivery:
     response_text: str
 
 
-@attrs.define
-class _Fault:
-    status: int
-    remaining: int
-    route: str | None
-    after_processing: bool
-
-
 def _money_value(raw: object, parameter: str) -> Decimal:
     if not isinstance(raw, str) or not _AMOUNT.match(raw):
         raise _ApiError(400, "invalid_request", "Invalid amount value", parameter)
@@ -139,7 +131,7 @@ def _fmt(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01'))}"
 
 
-class YooKassaEmulator:
+class YooKassaEmulator(LoopbackServer, RouteFaultKnobs):
     """YooKassa over real HTTP. ``async with YooKassaEmulator() as emu: emu.api_url``."""
 
     def __init__(
@@ -153,6 +145,8 @@ class YooKassaEmulator:
         refund_status: str = "succeeded",
         seed: int = 0,
     ) -> None:
+        LoopbackServer.__init__(self)
+        RouteFaultKnobs.__init__(self, seed)
         self.shop_id = shop_id
         self.secret_key = secret_key
         self.webhook_url = webhook_url
@@ -164,80 +158,29 @@ class YooKassaEmulator:
         self.saved_methods: dict[str, str] = {}  # method id -> payment id it was saved by
         self.requests: list[RecordedRequest] = []
         self.deliveries: list[Delivery] = []
-        self.latency: float = 0.0
-        self.error_rate: float = 0.0
-        self._faults: list[_Fault] = []
         self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
-        self._random = random.Random(seed)
-        self._runner: web.AppRunner | None = None
-        self._base_url: str | None = None
 
-    # -- lifetime ------------------------------------------------------------------------
-    async def start(self) -> None:
+    # -- lifetime: LoopbackServer --------------------------------------------------------
+    def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post("/v3/payments", self._create_payment)
         app.router.add_get("/v3/payments/{id}", self._get_payment)
         app.router.add_post("/v3/refunds", self._create_refund)
         app.router.add_get("/v3/refunds/{id}", self._get_refund)
         app.router.add_get("/checkout/{id}", self._checkout_page)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self._base_url = f"http://127.0.0.1:{port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> YooKassaEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("the emulator is not started")
-        return self._base_url
+        return app
 
     @property
     def api_url(self) -> str:
         """What the gateway's ``api_url`` setting should be."""
         return self.base_url + "/v3"
 
-    # -- fault knobs ---------------------------------------------------------------------
-    def fail_next(
-        self,
-        count: int = 1,
-        status: int = 500,
-        *,
-        route: str | None = None,
-        after_processing: bool = False,
-    ) -> None:
-        """Answer the next *count* calls (of *route*, e.g. ``"POST /v3/payments"``) with
-        *status*; with *after_processing* the call takes effect first (a lost response)."""
-        self._faults.append(_Fault(status, count, route, after_processing))
-
+    # -- fault knobs: fail_next, latency, error_rate (RouteFaultKnobs) --------------------
     def calls(self, route: str) -> list[RecordedRequest]:
         """Recorded calls of *route* (``"POST /v3/payments"``; ids match ``{id}``)."""
         method, _, pattern = route.partition(" ")
         rx = re.compile("^" + re.escape(pattern).replace(r"\{id\}", "[^/]+") + "$")
         return [r for r in self.requests if r.method == method and rx.match(r.path)]
-
-    def _take_fault(self, route: str, after: bool) -> int | None:
-        for fault in self._faults:
-            if fault.remaining <= 0 or fault.after_processing != after:
-                continue
-            if fault.route is not None and fault.route != route:
-                continue
-            fault.remaining -= 1
-            return fault.status
-        return None
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -245,12 +188,8 @@ class YooKassaEmulator:
         rec = RecordedRequest(request.method, request.path, dict(request.headers), body)
         self.requests.append(rec)
         route = f"{request.method} {self._route_of(request)}"
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
         response: web.StreamResponse
-        status = self._take_fault(route, after=False)
-        if status is None and self.error_rate > 0 and self._random.random() < self.error_rate:
-            status = 500
+        status = await self._injected_status(route)
         if status is not None:
             response = _error_response(status)
         elif request.path.startswith("/v3/") and not self._authorized(request):

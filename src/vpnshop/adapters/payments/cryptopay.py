@@ -35,24 +35,24 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 import json
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Final
 
-import aiohttp
 import attrs
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
+from vpnshop.adapters.payments._common import (
+    HttpSessionOwner,
+    TransientError,
+    call_with_retries,
+    hmac_sha256_hex,
+    is_transient_status,
+    read_response,
+    verify_hmac_header,
+)
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import Currency, Money, currency
 from vpnshop.ports.payments import (
@@ -64,9 +64,7 @@ from vpnshop.ports.payments import (
     ProviderPayment,
     ProviderRejectedError,
     ProviderStatus,
-    ProviderUnavailableError,
     RefundResult,
-    WebhookAuthError,
     WebhookMalformedError,
     WebhookReply,
     WebhookRequest,
@@ -127,10 +125,6 @@ class CryptoPaySettings:
         return host.rstrip("/") + "/api/"
 
 
-class _TransientError(Exception):
-    """A failure worth retrying with the same request (network, 5xx, 429)."""
-
-
 def _as_utc(raw: object) -> datetime | None:
     if not isinstance(raw, str) or not raw:
         return None
@@ -145,8 +139,7 @@ def _as_utc(raw: object) -> datetime | None:
 
 def webhook_signature(token: str, body: bytes) -> str:
     """The ``crypto-pay-api-signature`` value Crypto Pay sends for *body*."""
-    secret = hashlib.sha256(token.encode()).digest()
-    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac_sha256_hex(hashlib.sha256(token.encode()).digest(), body)
 
 
 _STATUSES: Final[Mapping[str, ProviderStatus]] = {
@@ -156,7 +149,7 @@ _STATUSES: Final[Mapping[str, ProviderStatus]] = {
 }
 
 
-class CryptoPayGateway:
+class CryptoPayGateway(HttpSessionOwner):
     """:class:`vpnshop.ports.payments.PaymentGateway` for Crypto Pay."""
 
     def __init__(self, settings: CryptoPaySettings) -> None:
@@ -176,31 +169,8 @@ class CryptoPayGateway:
             raise CryptoPayConfigError("expires_in", f"must be within 1..{MAX_EXPIRES_IN}")
         self._settings = settings
         self._signing_key = hashlib.sha256(settings.token.encode()).digest()
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(settings.timeout, headers={TOKEN_HEADER: settings.token})
         self._memo: OrderedDict[str, Checkout] = OrderedDict()
-
-    # -- lifetime -------------------------------------------------------------------------
-    async def __aenter__(self) -> CryptoPayGateway:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        # Created lazily: a ClientSession must be made inside the running event loop.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout),
-                headers={TOKEN_HEADER: self._settings.token},
-            )
-        return self._session
 
     # -- PaymentGateway properties --------------------------------------------------------
     @property
@@ -230,14 +200,11 @@ class CryptoPayGateway:
     # -- API calls ------------------------------------------------------------------------
     async def _call_once(self, method: str, params: Mapping[str, object]) -> Any:
         url = self._settings.api_root + method
-        try:
-            async with self._http().post(url, json=dict(params)) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _TransientError(f"{method}: {type(exc).__name__}: {exc}") from exc
-        if status >= 500 or status == 429:
-            raise _TransientError(f"{method}: HTTP {status}")
+        status, raw = await read_response(
+            self._client().post(url, json=dict(params)), prefix=f"{method}: "
+        )
+        if is_transient_status(status):
+            raise TransientError(f"{method}: HTTP {status}")
         try:
             envelope = json.loads(raw)
         except ValueError:
@@ -252,25 +219,19 @@ class CryptoPayGateway:
         if isinstance(error, dict):
             code, name = error.get("code", status), error.get("name", "UNKNOWN")
         if code == 429 or (isinstance(code, int) and code >= 500):
-            raise _TransientError(f"{method}: {code} {name}")
+            raise TransientError(f"{method}: {code} {name}")
         if isinstance(name, str) and name.startswith("AMOUNT_TOO"):
             raise AmountOutOfRangeError(f"{method}: {code} {name}")
         raise ProviderRejectedError(f"{method}: {code} {name}")
 
     async def _call(self, method: str, params: Mapping[str, object]) -> Any:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._settings.attempts),
-            wait=wait_exponential(multiplier=self._settings.retry_wait, max=10),
-            retry=retry_if_exception_type(_TransientError),
-            reraise=True,
+        return await call_with_retries(
+            lambda: self._call_once(method, params),
+            attempts=self._settings.attempts,
+            wait_initial=self._settings.retry_wait,
+            wait_max=10,
+            unavailable=str,
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._call_once(method, params)
-        except _TransientError as exc:
-            raise ProviderUnavailableError(str(exc)) from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def create_payment(self, request: CheckoutRequest) -> Checkout:
         """Create a fiat invoice; its ``payload`` is our payment id."""
@@ -363,13 +324,7 @@ class CryptoPayGateway:
 
     # -- webhooks -------------------------------------------------------------------------
     def _authenticate(self, request: WebhookRequest) -> None:
-        given = next((v for k, v in request.headers.items() if k.lower() == SIGNATURE_HEADER), None)
-        if not given:
-            raise WebhookAuthError("missing crypto-pay-api-signature header")
-        expected = hmac.new(self._signing_key, request.body, hashlib.sha256).hexdigest()
-        # Bytes, because compare_digest refuses non-ASCII str (a hostile header could be).
-        if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
-            raise WebhookAuthError("crypto-pay-api-signature does not match the body")
+        verify_hmac_header(request, SIGNATURE_HEADER, self._signing_key)
 
     async def parse_webhook(self, request: WebhookRequest) -> PaymentEvent:
         """Authenticate the raw body, then read the (now trusted) update."""

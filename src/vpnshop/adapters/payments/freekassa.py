@@ -41,20 +41,26 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final, NoReturn
 from urllib.parse import parse_qs
 
-import aiohttp
 import attrs
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from vpnshop.adapters.payments._common import (
+    HttpSessionOwner,
+    TransientError,
+    call_with_retries,
+    check_amount,
+    is_transient_status,
+    read_response,
+    str_tuple,
+)
 from vpnshop.adapters.payments.netcheck import IpAllowlist
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import RUB, Currency, Money
 from vpnshop.ports.payments import (
-    AmountOutOfRangeError,
     Checkout,
     CheckoutRequest,
     EventKind,
@@ -111,10 +117,6 @@ class FreeKassaRejectedError(ProviderRejectedError):
         self.provider_message = message
 
 
-class _TransientError(Exception):
-    """Worth retrying with a fresh nonce (network, timeout, 429, 5xx, nonce refused)."""
-
-
 class NonceSource:
     """Strictly increasing nonces for FreeKassa's API.
 
@@ -159,12 +161,6 @@ def notification_sign(merchant_id: str, amount: str, secret_word_2: str, order_i
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
-def _str_tuple(value: Iterable[str] | str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(value)
-
-
 @attrs.frozen
 class FreeKassaSettings:
     """How to reach one FreeKassa shop. Secrets stay out of ``repr``.
@@ -183,7 +179,7 @@ class FreeKassaSettings:
     payment_system_id: int = 44
     email_domain: str = "telegram.org"
     allowed_ips: tuple[str, ...] = attrs.field(
-        default=FREEKASSA_NOTIFICATION_IPS, converter=_str_tuple
+        default=FREEKASSA_NOTIFICATION_IPS, converter=str_tuple
     )
     min_amount: Money | None = None
     max_amount: Money | None = None
@@ -193,7 +189,7 @@ class FreeKassaSettings:
     retry_wait_max: float = 5.0
 
 
-class FreeKassaGateway:
+class FreeKassaGateway(HttpSessionOwner):
     """:class:`~vpnshop.ports.payments.PaymentGateway` for FreeKassa.
 
     Owns one ``aiohttp.ClientSession`` (created on first use, closed by :meth:`aclose` or
@@ -234,8 +230,7 @@ class FreeKassaGateway:
         self._name = name
         self._nonces = nonces or _PROCESS_NONCES
         self._base = settings.api_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(settings.timeout_seconds)
 
     # -- PaymentGateway properties -------------------------------------------------------
     @property
@@ -265,23 +260,6 @@ class FreeKassaGateway:
     @property
     def allowlist(self) -> IpAllowlist:
         return self._allowlist
-
-    # -- lifetime ------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> FreeKassaGateway:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
 
     # -- operations ----------------------------------------------------------------------
     async def create_payment(self, request: CheckoutRequest) -> Checkout:
@@ -398,12 +376,7 @@ class FreeKassaGateway:
         s = self._settings
         if amount.currency != RUB:
             raise ProviderRejectedError(f"FreeKassa charges RUB, not {amount.currency.code}")
-        if not amount.is_positive:
-            raise AmountOutOfRangeError(f"{amount} is not a positive amount")
-        if s.min_amount is not None and amount < s.min_amount:
-            raise AmountOutOfRangeError(f"{amount} is below FreeKassa's minimum {s.min_amount}")
-        if s.max_amount is not None and amount > s.max_amount:
-            raise AmountOutOfRangeError(f"{amount} is above FreeKassa's maximum {s.max_amount}")
+        check_amount("FreeKassa", amount, s.min_amount, s.max_amount)
 
     def _provider_payment(self, order: Mapping[str, Any]) -> ProviderPayment:
         status_code = order.get("status")
@@ -428,37 +401,29 @@ class FreeKassaGateway:
 
     async def _call(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         s = self._settings
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(s.max_attempts),
-            wait=wait_exponential(multiplier=s.retry_wait_initial, max=s.retry_wait_max),
-            retry=retry_if_exception_type(_TransientError),
-            reraise=True,
+        # Retries (network, timeout, 429, 5xx, nonce refused) re-sign with a fresh nonce.
+        return await call_with_retries(
+            lambda: self._once(path, params),
+            attempts=s.max_attempts,
+            wait_initial=s.retry_wait_initial,
+            wait_max=s.retry_wait_max,
+            unavailable=lambda exc: f"FreeKassa {path}: {exc}",
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._once(path, params)
-        except _TransientError as exc:
-            raise ProviderUnavailableError(f"FreeKassa {path}: {exc}") from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _once(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         # A fresh nonce (and so a fresh signature) per attempt: a retried nonce is refused.
         body: dict[str, Any] = {"shopId": int(self._shop_id), "nonce": self._nonces.next()}
         body.update(params)
         body["signature"] = sign_api_request(body, self._settings.api_key)
-        try:
-            async with self._client().post(
+        status, raw = await read_response(
+            self._client().post(
                 self._base + path,
                 data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
                 headers={"Content-Type": "application/json", "Accept": "application/json"},
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
-        if status == 429 or status >= 500:
-            raise _TransientError(f"HTTP {status}")
+            )
+        )
+        if is_transient_status(status):
+            raise TransientError(f"HTTP {status}")
         doc: Any = None
         try:
             doc = json.loads(raw, parse_float=Decimal)
@@ -466,7 +431,7 @@ class FreeKassaGateway:
             doc = None
         if not isinstance(doc, dict):
             if status == 200:
-                raise _TransientError("HTTP 200 with a body that is not a JSON object")
+                raise TransientError("HTTP 200 with a body that is not a JSON object")
             raise FreeKassaRejectedError(status, raw[:200].decode("utf-8", "replace"))
         if status == 200 and doc.get("type") == "success":
             return doc
@@ -474,7 +439,7 @@ class FreeKassaGateway:
         message = message if isinstance(message, str) else str(doc.get("error") or doc)
         # UNVERIFIED wording: FreeKassa's refusal of a stale nonce mentions "nonce".
         if "nonce" in message.lower():
-            raise _TransientError(f"nonce refused: {message}")
+            raise TransientError(f"nonce refused: {message}")
         raise FreeKassaRejectedError(status, message)
 
 

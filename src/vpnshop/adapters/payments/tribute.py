@@ -44,18 +44,20 @@ UNVERIFIED (configurable, defaults are conservative):
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
+from vpnshop.adapters.payments._common import (
+    GatewayLifetime,
+    hmac_sha256_hex,
+    verify_hmac_header,
+)
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import Currency, Money, currency
 from vpnshop.ports.payments import (
@@ -66,7 +68,6 @@ from vpnshop.ports.payments import (
     ProviderPayment,
     ProviderRejectedError,
     RefundResult,
-    WebhookAuthError,
     WebhookMalformedError,
     WebhookReply,
     WebhookRequest,
@@ -123,7 +124,7 @@ class TributeSettings:
 
 def signature(api_key: str, body: bytes) -> str:
     """The ``trbt-signature`` Tribute sends for *body*."""
-    return hmac.new(api_key.encode(), body, hashlib.sha256).hexdigest()
+    return hmac_sha256_hex(api_key.encode(), body)
 
 
 def _startapp_code(link: str) -> str | None:
@@ -156,7 +157,7 @@ def _int(raw: object, field: str) -> int:
     raise WebhookMalformedError(f"{field} is not an integer")
 
 
-class TributeGateway:
+class TributeGateway(GatewayLifetime):
     """:class:`vpnshop.ports.payments.PaymentGateway` for Tribute subscriptions."""
 
     def __init__(self, settings: TributeSettings) -> None:
@@ -180,17 +181,7 @@ class TributeGateway:
         self._settings = settings
         self._key = settings.api_key.encode()
 
-    # -- lifetime (no HTTP client: Tribute is only ever the caller) -----------------------
-    async def __aenter__(self) -> TributeGateway:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Nothing to release; present so every gateway has the same lifetime API."""
+    # -- lifetime: inherited; no HTTP client, because Tribute is only ever the caller ----
 
     # -- PaymentGateway properties --------------------------------------------------------
     @property
@@ -249,13 +240,7 @@ class TributeGateway:
 
     # -- webhooks -------------------------------------------------------------------------
     def _authenticate(self, request: WebhookRequest) -> None:
-        given = next((v for k, v in request.headers.items() if k.lower() == SIGNATURE_HEADER), None)
-        if not given:
-            raise WebhookAuthError("missing trbt-signature header")
-        expected = hmac.new(self._key, request.body, hashlib.sha256).hexdigest()
-        # Bytes, because compare_digest refuses non-ASCII str (a hostile header could be).
-        if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
-            raise WebhookAuthError("trbt-signature does not match the body")
+        verify_hmac_header(request, SIGNATURE_HEADER, self._key)
 
     def _product(self, payload: Mapping[str, Any]) -> TributeProduct | None:
         if self._settings.match_by is ProductMatch.SUBSCRIPTION_ID:

@@ -55,25 +55,26 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, NoReturn
 
-import aiohttp
 import attrs
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
+from vpnshop.adapters.payments._common import (
+    HttpSessionOwner,
+    TransientError,
+    call_with_retries,
+    check_amount,
+    is_transient_status,
+    read_response,
+    str_tuple,
+)
 from vpnshop.adapters.payments.netcheck import IpAllowlist
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import RUB, Currency, Money
 from vpnshop.ports.payments import (
-    AmountOutOfRangeError,
     Checkout,
     CheckoutRequest,
     EventKind,
@@ -145,18 +146,8 @@ class YooKassaRejectedError(ProviderRejectedError):
         self.parameter = parameter
 
 
-class _TransientError(Exception):
-    """Worth retrying with the same request and key (network, timeout, 202, 429, 5xx)."""
-
-
 class _NotFoundError(Exception):
     """YooKassa answered 404 for a GET."""
-
-
-def _str_tuple(value: Iterable[str] | str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(value)
 
 
 @attrs.frozen
@@ -175,7 +166,7 @@ class YooKassaSettings:
     return_url: str | None = None
     api_url: str = YOOKASSA_API_URL
     allowed_ips: tuple[str, ...] = attrs.field(
-        default=YOOKASSA_NOTIFICATION_IPS, converter=_str_tuple
+        default=YOOKASSA_NOTIFICATION_IPS, converter=str_tuple
     )
     currency: Currency = RUB
     min_amount: Money | None = _ONE_RUBLE
@@ -210,7 +201,7 @@ def _parse_time(value: object) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-class YooKassaGateway:
+class YooKassaGateway(HttpSessionOwner):
     """:class:`~vpnshop.ports.payments.PaymentGateway` for YooKassa.
 
     Owns one ``aiohttp.ClientSession`` (created on first use, closed by :meth:`aclose` or
@@ -238,8 +229,7 @@ class YooKassaGateway:
         self._base = settings.api_url.rstrip("/")
         credentials = f"{settings.shop_id}:{settings.secret_key}".encode()
         self._auth = "Basic " + base64.b64encode(credentials).decode("ascii")
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(settings.timeout_seconds)
 
     # -- PaymentGateway properties -------------------------------------------------------
     @property
@@ -269,23 +259,6 @@ class YooKassaGateway:
     @property
     def allowlist(self) -> IpAllowlist:
         return self._allowlist
-
-    # -- lifetime ------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> YooKassaGateway:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
 
     # -- operations ----------------------------------------------------------------------
     async def create_payment(self, request: CheckoutRequest) -> Checkout:
@@ -512,12 +485,7 @@ class YooKassaGateway:
             raise ProviderRejectedError(
                 f"YooKassa is configured for {s.currency.code}, not {amount.currency.code}"
             )
-        if not amount.is_positive:
-            raise AmountOutOfRangeError(f"{amount} is not a positive amount")
-        if s.min_amount is not None and amount < s.min_amount:
-            raise AmountOutOfRangeError(f"{amount} is below YooKassa's minimum {s.min_amount}")
-        if s.max_amount is not None and amount > s.max_amount:
-            raise AmountOutOfRangeError(f"{amount} is above YooKassa's maximum {s.max_amount}")
+        check_amount("YooKassa", amount, s.min_amount, s.max_amount)
 
     def _receipt(self, request: CheckoutRequest) -> dict[str, Any]:
         if not request.email:
@@ -561,21 +529,15 @@ class YooKassaGateway:
         self, method: str, path: str, *, body: Any = None, key: str | None = None
     ) -> dict[str, Any]:
         s = self._settings
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(s.max_attempts),
-            wait=wait_exponential(multiplier=s.retry_wait_initial, max=s.retry_wait_max),
-            retry=retry_if_exception_type(_TransientError),
-            reraise=True,
-        )
         # Serialised once so that every attempt sends byte-identical data with the same key.
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._once(method, path, data, key)
-        except _TransientError as exc:
-            raise ProviderUnavailableError(f"YooKassa {method} {path}: {exc}") from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")
+        return await call_with_retries(
+            lambda: self._once(method, path, data, key),
+            attempts=s.max_attempts,
+            wait_initial=s.retry_wait_initial,
+            wait_max=s.retry_wait_max,
+            unavailable=lambda exc: f"YooKassa {method} {path}: {exc}",
+        )
 
     async def _once(
         self, method: str, path: str, data: bytes | None, key: str | None
@@ -585,24 +547,20 @@ class YooKassaGateway:
             headers["Content-Type"] = "application/json"
         if key is not None:
             headers["Idempotence-Key"] = key
-        try:
-            async with self._client().request(
-                method, self._base + path, data=data, headers=headers
-            ) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
+        status, raw = await read_response(
+            self._client().request(method, self._base + path, data=data, headers=headers)
+        )
         if status == 200:
             try:
                 doc = json.loads(raw, parse_float=Decimal)
             except ValueError:
-                raise _TransientError("HTTP 200 with a body that is not JSON") from None
+                raise TransientError("HTTP 200 with a body that is not JSON") from None
             if not isinstance(doc, dict):
-                raise _TransientError("HTTP 200 with a JSON body that is not an object")
+                raise TransientError("HTTP 200 with a JSON body that is not an object")
             return doc
-        if status == 202 or status == 429 or status >= 500:
-            raise _TransientError(f"HTTP {status}")
+        # 202 is YooKassa's "still processing, ask again with the same key".
+        if status == 202 or is_transient_status(status):
+            raise TransientError(f"HTTP {status}")
         if status == 404 and method == "GET":
             raise _NotFoundError(path)
         err: dict[str, Any] = {}
