@@ -40,6 +40,48 @@ async def post_entry(
     )
 
 
+async def _post_audited(
+    deps: Deps,
+    *,
+    customer_id: int,
+    amount: Money,
+    kind: EntryKind,
+    key: str,
+    actor: Actor,
+    action: str,
+    reference: str | None = None,
+    memo: str | None = None,
+) -> bool:
+    """One ledger entry and its audit record in a transaction of their own."""
+    async with deps.uow() as uow:
+        if await uow.customers.get(customer_id) is None:
+            raise NotFoundError(f"customer {customer_id}")
+        posted = await post_entry(
+            uow,
+            deps,
+            customer_id=customer_id,
+            amount=amount,
+            kind=kind,
+            key=key,
+            actor=actor,
+            reference=reference,
+            memo=memo,
+        )
+        if posted:
+            await record(
+                uow,
+                deps.now(),
+                actor,
+                action,
+                f"customer:{customer_id}",
+                amount=str(amount),
+                key=key,
+                memo=memo,
+            )
+        await uow.commit()
+        return posted
+
+
 @attrs.frozen
 class CreditBalance:
     """Add money to a customer's balance (a top-up, a promo, a reward, an admin credit).
@@ -63,32 +105,17 @@ class CreditBalance:
     ) -> bool:
         if not amount.is_positive:
             raise ValidationError("a credit is a positive amount")
-        async with self.deps.uow() as uow:
-            if await uow.customers.get(customer_id) is None:
-                raise NotFoundError(f"customer {customer_id}")
-            posted = await post_entry(
-                uow,
-                self.deps,
-                customer_id=customer_id,
-                amount=amount,
-                kind=kind,
-                key=key,
-                actor=actor,
-                reference=reference,
-                memo=memo,
-            )
-            if posted:
-                await record(
-                    uow,
-                    self.deps.now(),
-                    actor,
-                    f"balance.{kind.value}",
-                    f"customer:{customer_id}",
-                    amount=str(amount),
-                    key=key,
-                )
-            await uow.commit()
-            return posted
+        return await _post_audited(
+            self.deps,
+            customer_id=customer_id,
+            amount=amount,
+            kind=kind,
+            key=key,
+            actor=actor,
+            action=f"balance.{kind.value}",
+            reference=reference,
+            memo=memo,
+        )
 
 
 @attrs.frozen
@@ -104,31 +131,16 @@ class AdjustBalance:
             raise ValidationError("an adjustment moves a non-zero amount")
         if not reason.strip():
             raise ValidationError("an adjustment needs a reason")
-        async with self.deps.uow() as uow:
-            if await uow.customers.get(customer_id) is None:
-                raise NotFoundError(f"customer {customer_id}")
-            posted = await post_entry(
-                uow,
-                self.deps,
-                customer_id=customer_id,
-                amount=delta,
-                kind=EntryKind.ADMIN_ADJUSTMENT,
-                key=key,
-                actor=admin,
-                memo=reason,
-            )
-            if posted:
-                await record(
-                    uow,
-                    self.deps.now(),
-                    admin,
-                    "balance.adjust",
-                    f"customer:{customer_id}",
-                    amount=str(delta),
-                    reason=reason,
-                )
-            await uow.commit()
-            return posted
+        return await _post_audited(
+            self.deps,
+            customer_id=customer_id,
+            amount=delta,
+            kind=EntryKind.ADMIN_ADJUSTMENT,
+            key=key,
+            actor=admin,
+            action="balance.adjust",
+            memo=reason,
+        )
 
 
 async def hold_funds(
