@@ -57,9 +57,9 @@ CONTENT_TYPES: Mapping[str, tuple[str, ...]] = {
 }
 CHECK_TIMEOUT = 3.0  # seconds for each /readyz check
 
-# Database failures in the middle of a transaction are not all translated into
-# StorageUnavailableError by the unit of work (only connect and commit are), so the
-# connection-level ones are recognised here too: providers must retry, not give up.
+# The storage adapter reports lost connections as StorageUnavailableError (an engine
+# error hook); the driver-level classes stay here as a second line, because a provider
+# told "5xx" retries later while a wrong 4xx or 2xx would lose the payment's webhook.
 STORAGE_DOWN: tuple[type[BaseException], ...] = (
     StorageUnavailableError,
     OperationalError,
