@@ -1,10 +1,14 @@
-"""An optional fast path of the storage port for confirming payments.
+"""An optional fast path of the storage port: confirming the common payment in one
+statement.
 
-A store that can read a payment's context in one statement and settle it (the payment's
-transition and all its effects) in one atomic statement, each outside any explicit
-transaction, lets ConfirmPayment take two round trips instead of a transaction's worth.
-The result must equal ``vpnshop.services.settlement.settle_stepwise`` in a unit of work;
-the service and concurrency tests run through it on PostgreSQL.
+The common case is a provider confirming, with the right amount, an open payment whose
+order carries no promo code, while the referral policy grants no bonus days. A store that
+can settle that case in one atomic statement (the transition and exactly the effects that
+``vpnshop.services.settlement.effects_for`` decides, applied as ``settle_stepwise`` would)
+lets ConfirmPayment take one round trip instead of a transaction's worth. Anything else
+(unknown, already settled, mismatched, promo orders) matches nothing, and the caller takes
+the general path, which finds out why. The service and concurrency tests run through it on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,31 +16,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from vpnshop.domain.payment import Payment, PaymentStatus
-from vpnshop.ports.storage import Effects, PaymentContext
+import attrs
+
+from vpnshop.domain.actor import Actor
+from vpnshop.domain.money import Money
+from vpnshop.domain.payment import Payment
+
+
+@attrs.frozen
+class Confirmation:
+    """A provider's confirmation of one payment, found by our id or else by the
+    provider's id."""
+
+    provider: str
+    amount: Money
+    payment_id: str | None
+    external_id: str | None
+    saved_method_id: str | None
+    actor: Actor
+    referral_reward_percent: int  # the policy's share for the referrer; 0 for none
 
 
 class PaymentSettler(Protocol):
-    async def context(
-        self, payment_id: str | None, provider: str, external_id: str | None
-    ) -> PaymentContext | None:
-        """As ``PaymentRepository.context``, in its own statement."""
-        ...
-
-    def can_settle(self, effects: Effects) -> bool:
-        """Whether :meth:`settle` supports this shape of effects."""
-        ...
-
-    async def settle(
-        self,
-        payment_id: str,
-        to: PaymentStatus,
-        now: datetime,
-        *,
-        external_id: str | None,
-        saved_method_id: str | None,
-        effects: Effects,
-    ) -> Payment | None:
-        """Atomic and committed when it returns: the transition and *effects*, or None
-        and nothing when the transition was not possible."""
+    async def confirm(self, confirmation: Confirmation, now: datetime) -> Payment | None:
+        """Atomic: succeed the open payment that matches the confirmation (provider,
+        amount and currency, and the provider's id when both sides know it) and whose
+        order has no promo code, with the standard effects of its order; return it, or
+        None and change nothing."""
         ...

@@ -33,7 +33,7 @@ from vpnshop.ports.payments import (
     PaymentEvent,
     PaymentGateway,
 )
-from vpnshop.ports.settlement import PaymentSettler
+from vpnshop.ports.settlement import Confirmation, PaymentSettler
 from vpnshop.ports.storage import PaymentContext, UnitOfWork
 from vpnshop.services.deps import Deps, enqueue, record
 from vpnshop.services.ledger import capture_hold, hold_funds, release_hold
@@ -148,36 +148,26 @@ class ConfirmPayment:
         return Outcome.CONFIRMED
 
     async def _succeeded_fast(self, event: PaymentEvent, settler: PaymentSettler) -> Outcome | None:
-        """The common case in two statements (no transaction); None hands anything
-        unusual (unknown, mismatched, promo orders, unsupported effects) to the general
-        path, which re-reads everything."""
-        ctx = _matching(
-            event, await settler.context(event.payment_ref, event.provider, event.external_id)
-        )
-        if ctx is None or event.amount != ctx.payment.amount or ctx.order.promo_code:
+        """The common case in one statement; None hands everything else (unknown, already
+        settled, mismatched, promo orders, referral bonus days) to the general path,
+        which reads the payment and says why."""
+        policy = self.referral
+        if event.amount is None or policy.referrer_bonus_days or policy.referee_bonus_days:
             return None
-        if ctx.payment.status not in OPEN_STATUSES:
-            return Outcome.DUPLICATE
-        now = self.deps.now()
-        effects = effects_for(
-            ctx,
-            now=now,
-            actor=Actor.provider(event.provider),
-            policy=self.referral,
-            audit_details={"external_id": event.external_id},
-        )
-        if not settler.can_settle(effects):
-            return None
-        done = await settler.settle(
-            ctx.payment.id,
-            PaymentStatus.SUCCEEDED,
-            now,
-            external_id=event.external_id,
-            saved_method_id=event.saved_method_id,
-            effects=effects,
+        done = await settler.confirm(
+            Confirmation(
+                provider=event.provider,
+                amount=event.amount,
+                payment_id=event.payment_ref,
+                external_id=event.external_id,
+                saved_method_id=event.saved_method_id,
+                actor=Actor.provider(event.provider),
+                referral_reward_percent=policy.percent,
+            ),
+            self.deps.now(),
         )
         if done is None:
-            return Outcome.DUPLICATE
+            return None
         self.deps.kick()
         return Outcome.CONFIRMED
 
