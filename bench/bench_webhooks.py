@@ -99,6 +99,21 @@ SERVER = Path(__file__).with_name("_webhook_server.py")
 SERVER_PIDS: list[int] = []
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every process named postgres on this machine (the throwaway cluster's
+    server and backends): the database's share of the work."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc), or NaN elsewhere."""
     try:
@@ -188,6 +203,7 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
         )
         server_cpu: list[float] = []
         client_cpu: list[float] = []
+        db_cpu: list[float] = []
         product: list[Result] = []
         http_floor: list[Result] = []
         db_floor: list[Result] = []
@@ -196,6 +212,7 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
             batch = deliveries[r * n : (r + 1) * n]
             server_pid = SERVER_PIDS[-2]  # the product server (the no-op one came after)
             cpu_before, me_before = cpu_seconds(server_pid), time.process_time()
+            db_before = postgres_cpu_seconds()
             product.append(
                 await run_bounded(
                     [poster(session, f"{base}/webhooks/cryptopay", b, h) for b, h in batch],
@@ -204,6 +221,7 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
             )
             server_cpu.append((cpu_seconds(server_pid) - cpu_before) / len(batch))
             client_cpu.append((time.process_time() - me_before) / len(batch))
+            db_cpu.append((postgres_cpu_seconds() - db_before) / len(batch))
             http_floor.append(
                 await run_bounded(
                     [poster(session, f"{noop_base}/webhooks/cryptopay", b, h) for b, h in batch],
@@ -241,7 +259,8 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
         print(
             f"   CPU per confirmed webhook: server process "
             f"{statistics.median(server_cpu) * 1000:.2f} ms, load generator "
-            f"{statistics.median(client_cpu) * 1000:.2f} ms"
+            f"{statistics.median(client_cpu) * 1000:.2f} ms, PostgreSQL processes "
+            f"{statistics.median(db_cpu) * 1000:.2f} ms (zero for SQLite: in process)"
         )
 
 
