@@ -926,6 +926,9 @@ async def test_promo_redeem_once_per_customer(uow_factory: Factory) -> None:
         await uow.commit()
     async with uow_factory() as uow:
         stored = await uow.promos.get("ONCE")
+        assert await uow.promos.redeemed("ONCE", alice.id)
+        assert await uow.promos.redeemed("ONCE", bob.id)
+        assert not await uow.promos.redeemed("OTHER", alice.id)
     assert stored is not None
     assert stored.uses == 2
 

@@ -180,6 +180,26 @@ async def test_promo_discount_is_snapshotted_and_redeemed_once(shop: Shop) -> No
         await shop.checkout(cid, "fake", plan_code="month", promo_code="SALE20")
 
 
+async def test_once_only_promo_is_refused_at_pricing_after_use(shop: Shop) -> None:
+    """A customer who redeemed a once-only code cannot price a second order with it, even
+    while the code has uses left for others."""
+    cid = await shop.customer(120)
+    async with shop.uow() as uow:
+        await uow.promos.add(
+            PromoCode(code="ONCE10", kind=PromoKind.DISCOUNT, value=10, created_at=START)
+        )
+        await uow.commit()
+    link = await shop.checkout(cid, "fake", plan_code="month", promo_code="ONCE10")
+    await shop.confirm(shop.gateway.event(payment_ref=link.payment_id))
+    with pytest.raises(PromoError) as refused:
+        await shop.checkout(cid, "fake", plan_code="month", promo_code="ONCE10")
+    assert refused.value.reason == "already_used"
+    other = await shop.customer(121)
+    assert (
+        await shop.checkout(other, "fake", plan_code="month", promo_code="ONCE10")
+    ).order.discount_percent == 10
+
+
 async def test_pay_from_balance_holds_then_captures(shop: Shop) -> None:
     """Paying from balance debits once through a hold that is captured on fulfilment."""
     cid = await shop.customer(109)

@@ -254,6 +254,10 @@ class PromoRepository(Protocol):
 
     async def get(self, code: str) -> PromoCode | None: ...
 
+    async def redeemed(self, code: str, customer_id: int) -> bool:
+        """Whether this customer has redeemed this code before."""
+        ...
+
     async def list(self, *, active_only: bool = False) -> list[PromoCode]:
         """By code."""
         ...

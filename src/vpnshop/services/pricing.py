@@ -34,6 +34,8 @@ async def price_plan_order(
             raise PromoError("unknown")
         promo.check_usable(deps.now())
         promo.check_order(plan.code, list_price)
+        if promo.once_per_customer and await uow.promos.redeemed(promo.code, customer_id):
+            raise PromoError("already_used")
         discount, code = promo.value, promo.code
         amount = list_price.discounted(discount)
         if not amount.is_positive:

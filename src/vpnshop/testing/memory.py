@@ -589,6 +589,11 @@ class _Promos(_Repo):
         s.promos[promo.code] = attrs.evolve(promo, uses=promo.uses + 1)
         return True
 
+    async def redeemed(self, code: str, customer_id: int) -> bool:
+        return any(
+            r.code == code and r.customer_id == customer_id for r in self._s.redemptions
+        )
+
     async def list(self, *, active_only: bool = False) -> builtins.list[PromoCode]:
         promos = [p for p in self._s.promos.values() if p.active or not active_only]
         return sorted(promos, key=lambda p: p.code)

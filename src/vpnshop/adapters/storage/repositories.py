@@ -807,6 +807,11 @@ class SqlPromos(_Repo):
         )
         return _promo(row) if row else None
 
+    async def redeemed(self, code: str, customer_id: int) -> bool:
+        r = t.promo_redemptions.c
+        stmt = sa.select(r.id).where(r.code == normalise_code(code), r.customer_id == customer_id)
+        return await self._one(stmt.limit(1)) is not None
+
     async def list(self, *, active_only: bool = False) -> list[PromoCode]:
         stmt = sa.select(t.promo_codes).order_by(t.promo_codes.c.code)
         if active_only:
