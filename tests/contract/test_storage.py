@@ -105,8 +105,12 @@ def _entry(customer_id: int, minor: int, key: str | None = None, **changes: Any)
     return attrs.evolve(base, **changes)
 
 
-def _job(key: str | None = None, due_at: datetime = T0, kind: str = JobKind.NOTIFY_CUSTOMER,
-         **changes: Any) -> OutboxJob:
+def _job(
+    key: str | None = None,
+    due_at: datetime = T0,
+    kind: str = JobKind.NOTIFY_CUSTOMER,
+    **changes: Any,
+) -> OutboxJob:
     base = OutboxJob(
         kind=kind,
         payload={"chat_id": 42, "text": "hello"},
@@ -157,6 +161,7 @@ async def test_changes_without_commit_are_rolled_back(uow_factory: Factory) -> N
 
 async def test_an_exception_rolls_back(uow_factory: Factory) -> None:
     """Leaving the block by an exception keeps nothing, and the exception propagates."""
+
     async def fail() -> None:
         async with uow_factory() as uow:
             await uow.customers.add(_customer(telegram_id=112))
@@ -231,8 +236,9 @@ async def test_customer_update_round_trips(uow_factory: Factory) -> None:
     """update() replaces the stored customer's fields."""
     customer = await _add_customer(uow_factory, username="bob")
     assert customer.id is not None
-    changed = attrs.evolve(customer.banned_as(True).soft_deleted(T0), username="bobby",
-                           language="en", campaign="ads")
+    changed = attrs.evolve(
+        customer.banned_as(True).soft_deleted(T0), username="bobby", language="en", campaign="ads"
+    )
     async with uow_factory() as uow:
         await uow.customers.update(changed)
         await uow.commit()
@@ -378,14 +384,20 @@ async def test_set_panel_link_touches_only_the_link(uow_factory: Factory) -> Non
     async with uow_factory() as uow:
         await uow.subscriptions.update(extended)
         await uow.subscriptions.set_panel_link(
-            sub.id, panel_key="77", panel_username="vpn_77",
+            sub.id,
+            panel_key="77",
+            panel_username="vpn_77",
             subscription_url="https://panel.example/sub/77",
         )
         await uow.commit()
     async with uow_factory() as uow:
         stored = await uow.subscriptions.get(sub.id)
-    assert stored == attrs.evolve(extended, panel_key="77", panel_username="vpn_77",
-                                  subscription_url="https://panel.example/sub/77")
+    assert stored == attrs.evolve(
+        extended,
+        panel_key="77",
+        panel_username="vpn_77",
+        subscription_url="https://panel.example/sub/77",
+    )
 
 
 async def test_customer_lock_then_change_commits(uow_factory: Factory) -> None:
@@ -410,8 +422,14 @@ async def test_expiring_between_is_half_open_and_ordered(uow_factory: Factory) -
         assert customer.id is not None
         async with uow_factory() as uow:
             await uow.subscriptions.add(
-                Subscription(id=None, customer_id=customer.id, plan_code=None,
-                             expires_at=T0 + offset, created_at=T0, updated_at=T0)
+                Subscription(
+                    id=None,
+                    customer_id=customer.id,
+                    plan_code=None,
+                    expires_at=T0 + offset,
+                    created_at=T0,
+                    updated_at=T0,
+                )
             )
             await uow.commit()
     async with uow_factory() as uow:
@@ -532,18 +550,28 @@ async def test_payment_transition_sets_optional_fields(uow_factory: Factory) -> 
     t1, t2 = T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)
     async with uow_factory() as uow:
         pending = await uow.payments.transition(
-            payment.id, PaymentStatus.PENDING, t1,
-            external_id="ext-9", confirmation_url="https://pay.example/9",
+            payment.id,
+            PaymentStatus.PENDING,
+            t1,
+            external_id="ext-9",
+            confirmation_url="https://pay.example/9",
         )
         await uow.commit()
-    assert pending == attrs.evolve(payment, status=PaymentStatus.PENDING, updated_at=t1,
-                                   external_id="ext-9", confirmation_url="https://pay.example/9")
+    assert pending == attrs.evolve(
+        payment,
+        status=PaymentStatus.PENDING,
+        updated_at=t1,
+        external_id="ext-9",
+        confirmation_url="https://pay.example/9",
+    )
     async with uow_factory() as uow:
-        done = await uow.payments.transition(payment.id, PaymentStatus.SUCCEEDED, t2,
-                                             saved_method_id="pm-9")
+        done = await uow.payments.transition(
+            payment.id, PaymentStatus.SUCCEEDED, t2, saved_method_id="pm-9"
+        )
         await uow.commit()
-    assert done == attrs.evolve(pending, status=PaymentStatus.SUCCEEDED, updated_at=t2,
-                                saved_method_id="pm-9")
+    assert done == attrs.evolve(
+        pending, status=PaymentStatus.SUCCEEDED, updated_at=t2, saved_method_id="pm-9"
+    )
     async with uow_factory() as uow:
         assert await uow.payments.get(payment.id) == done
         assert await uow.payments.by_external_id("yookassa", "ext-9") == done
@@ -571,7 +599,9 @@ async def test_payment_transitions_follow_the_state_machine(uow_factory: Factory
             result = await uow.payments.transition(payment.id, dst, later)
             if dst in TRANSITIONS[payment.status]:
                 assert result == attrs.evolve(payment, status=dst, updated_at=later), (
-                    payment.status, dst)
+                    payment.status,
+                    dst,
+                )
             else:
                 assert result is None, (payment.status, dst)
         await uow.commit()
@@ -658,8 +688,7 @@ async def test_open_older_than_lists_old_open_payments_oldest_first(uow_factory:
     async with uow_factory() as uow:
         for status, minutes in specs:
             order = _topup_order(customer.id)
-            payment = _payment(order, status=status,
-                               created_at=T0 + timedelta(minutes=minutes))
+            payment = _payment(order, status=status, created_at=T0 + timedelta(minutes=minutes))
             await uow.orders.add(order)
             await uow.payments.add(payment)
             made[minutes] = payment
@@ -701,14 +730,31 @@ async def test_ledger_post_round_trips_and_moves_the_balance(uow_factory: Factor
     """post() stores the entry with an id and changes the balance of its currency only."""
     customer = await _add_customer(uow_factory)
     assert customer.id is not None
-    credit = _entry(customer.id, 10_000, "topup:p1", reference="p1", memo="top-up",
-                    actor=Actor.provider("yookassa"),
-                    created_at=T0 + timedelta(microseconds=5))
-    stars = LedgerEntry(customer_id=customer.id, amount=Money(50, XTR),
-                        kind=EntryKind.PROMO_CREDIT, idempotency_key="promo:x",
-                        actor=Actor.admin(99), created_at=T0)
-    debit = _entry(customer.id, -2_500, "debit:o1", reference="o1",
-                   actor=Actor.customer(customer.telegram_id), created_at=T0)
+    credit = _entry(
+        customer.id,
+        10_000,
+        "topup:p1",
+        reference="p1",
+        memo="top-up",
+        actor=Actor.provider("yookassa"),
+        created_at=T0 + timedelta(microseconds=5),
+    )
+    stars = LedgerEntry(
+        customer_id=customer.id,
+        amount=Money(50, XTR),
+        kind=EntryKind.PROMO_CREDIT,
+        idempotency_key="promo:x",
+        actor=Actor.admin(99),
+        created_at=T0,
+    )
+    debit = _entry(
+        customer.id,
+        -2_500,
+        "debit:o1",
+        reference="o1",
+        actor=Actor.customer(customer.telegram_id),
+        created_at=T0,
+    )
     async with uow_factory() as uow:
         assert await uow.ledger.post(credit) is True
         assert await uow.ledger.post(stars) is True
@@ -792,9 +838,16 @@ async def test_no_mismatches_after_many_posts(uow_factory: Factory) -> None:
                 assert c.id is not None
                 await uow.ledger.post(_entry(c.id, 1_000 + round_))
                 await uow.ledger.post(_entry(c.id, -(300 + round_)))
-                await uow.ledger.post(LedgerEntry(
-                    customer_id=c.id, amount=Money(7, XTR), kind=EntryKind.TOPUP,
-                    idempotency_key=_uid("xtr"), actor=Actor.system(), created_at=T0))
+                await uow.ledger.post(
+                    LedgerEntry(
+                        customer_id=c.id,
+                        amount=Money(7, XTR),
+                        kind=EntryKind.TOPUP,
+                        idempotency_key=_uid("xtr"),
+                        actor=Actor.system(),
+                        created_at=T0,
+                    )
+                )
                 expected[c.id] = expected.get(c.id, 0) + 700
             await uow.commit()
     async with uow_factory() as uow:
@@ -812,8 +865,13 @@ async def test_hold_round_trips_and_settles_once(uow_factory: Factory) -> None:
     customer = await _add_customer(uow_factory)
     assert customer.id is not None
     order = _topup_order(customer.id)
-    one = Hold(id=_uid("h"), customer_id=customer.id, amount=Money(9_900, RUB),
-               order_id=order.id, created_at=T0)
+    one = Hold(
+        id=_uid("h"),
+        customer_id=customer.id,
+        amount=Money(9_900, RUB),
+        order_id=order.id,
+        created_at=T0,
+    )
     two = attrs.evolve(one, id=_uid("h"), amount=Money(100, XTR))
     async with uow_factory() as uow:
         await uow.orders.add(order)
@@ -912,16 +970,21 @@ async def test_promo_redeem_once_per_customer(uow_factory: Factory) -> None:
         await uow.promos.add(_promo("ONCE"))
         await uow.commit()
     async with uow_factory() as uow:
-        ok = await uow.promos.redeem(PromoRedemption("ONCE", alice.id, T0),
-                                     once_per_customer=True, max_uses=None)
+        ok = await uow.promos.redeem(
+            PromoRedemption("ONCE", alice.id, T0), once_per_customer=True, max_uses=None
+        )
         assert ok is True
         await uow.commit()
     async with uow_factory() as uow:
-        again = await uow.promos.redeem(PromoRedemption("ONCE", alice.id, T0, order_id="o1"),
-                                        once_per_customer=True, max_uses=None)
+        again = await uow.promos.redeem(
+            PromoRedemption("ONCE", alice.id, T0, order_id="o1"),
+            once_per_customer=True,
+            max_uses=None,
+        )
         assert again is False
-        other = await uow.promos.redeem(PromoRedemption("ONCE", bob.id, T0),
-                                        once_per_customer=True, max_uses=None)
+        other = await uow.promos.redeem(
+            PromoRedemption("ONCE", bob.id, T0), once_per_customer=True, max_uses=None
+        )
         assert other is True
         await uow.commit()
     async with uow_factory() as uow:
@@ -943,9 +1006,11 @@ async def test_promo_redeem_respects_max_uses(uow_factory: Factory) -> None:
     results = []
     for _ in range(5):
         async with uow_factory() as uow:
-            results.append(await uow.promos.redeem(
-                PromoRedemption("LIMITED", customer.id, T0),
-                once_per_customer=False, max_uses=3))
+            results.append(
+                await uow.promos.redeem(
+                    PromoRedemption("LIMITED", customer.id, T0), once_per_customer=False, max_uses=3
+                )
+            )
             await uow.commit()
     assert results == [True, True, True, False, False]
     async with uow_factory() as uow:
@@ -992,18 +1057,51 @@ async def test_referrals_one_referrer_per_referee(uow_factory: Factory) -> None:
         assert await uow.referrals.referees_of(d) == []
 
 
+async def test_referral_bonus_is_claimed_once(uow_factory: Factory) -> None:
+    """claim_bonus() gives the referrer's id to the first call only, and nothing to a
+    customer without a referrer; a rolled-back claim does not count."""
+    ids = [(await _add_customer(uow_factory)).id for _ in range(3)]
+    a, b, c = [i for i in ids if i is not None]
+    async with uow_factory() as uow:
+        await uow.referrals.add(Referral(a, b, T0))
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.referrals.claim_bonus(b, T0) == a  # not committed
+    async with uow_factory() as uow:
+        assert await uow.referrals.claim_bonus(b, T0) == a
+        assert await uow.referrals.claim_bonus(b, T0) is None
+        assert await uow.referrals.claim_bonus(c, T0) is None
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.referrals.claim_bonus(b, T0 + timedelta(days=1)) is None
+
+
 # -- audit ------------------------------------------------------------------------------
 
 
 async def test_audit_recent_newest_first_with_subject_filter(uow_factory: Factory) -> None:
     """Audit entries round-trip with ids; recent() is newest first and filters by subject."""
     entries = [
-        AuditEntry(actor=Actor.admin(1), action="ban", subject="customer:1",
-                   at=T0, details={"reason": "spam", "days": 3, "flags": ["a", "b"]}),
-        AuditEntry(actor=Actor.system("renew"), action="renew", subject="customer:2",
-                   at=T0 + timedelta(seconds=1)),
-        AuditEntry(actor=Actor.provider("yookassa"), action="refund", subject="customer:1",
-                   at=T0 + timedelta(seconds=2), details={"amount": "100.00", "ok": True}),
+        AuditEntry(
+            actor=Actor.admin(1),
+            action="ban",
+            subject="customer:1",
+            at=T0,
+            details={"reason": "spam", "days": 3, "flags": ["a", "b"]},
+        ),
+        AuditEntry(
+            actor=Actor.system("renew"),
+            action="renew",
+            subject="customer:2",
+            at=T0 + timedelta(seconds=1),
+        ),
+        AuditEntry(
+            actor=Actor.provider("yookassa"),
+            action="refund",
+            subject="customer:1",
+            at=T0 + timedelta(seconds=2),
+            details={"amount": "100.00", "ok": True},
+        ),
     ]
     async with uow_factory() as uow:
         for entry in entries:
@@ -1055,8 +1153,7 @@ async def test_outbox_claim_takes_due_jobs_in_order_with_a_lease(uow_factory: Fa
         await uow.commit()
     lease = T0 + timedelta(seconds=60)
     async with uow_factory() as uow:
-        only_notify = await uow.outbox.claim(T0, lease, limit=1,
-                                             kinds=[JobKind.NOTIFY_CUSTOMER])
+        only_notify = await uow.outbox.claim(T0, lease, limit=1, kinds=[JobKind.NOTIFY_CUSTOMER])
         rest = await uow.outbox.claim(T0, lease)
         await uow.commit()
     assert [j.dedupe_key for j in only_notify] == ["a"]
@@ -1233,9 +1330,7 @@ async def test_concurrent_outbox_claims_never_share_a_job(uow_factory: Factory) 
 # -- panel users (the cached view of each subscription's panel user) ----------------------
 
 
-async def _add_linked_subscription(
-    uow_factory: Callable[[], Any], key: str, username: str
-) -> int:
+async def _add_linked_subscription(uow_factory: Callable[[], Any], key: str, username: str) -> int:
     customer = await _add_customer(uow_factory)
     assert customer.id is not None
     async with uow_factory() as uow:
@@ -1294,9 +1389,7 @@ async def test_panel_user_upsert_without_commit_is_rolled_back(
     """A view written in a unit of work that does not commit is not kept."""
     sub_id = await _add_linked_subscription(uow_factory, "42", "vs_42")
     async with uow_factory() as uow:
-        await uow.panel_users.upsert(
-            PanelUserView(sub_id, "42", PanelStatus.ACTIVE, updated_at=T0)
-        )
+        await uow.panel_users.upsert(PanelUserView(sub_id, "42", PanelStatus.ACTIVE, updated_at=T0))
     async with uow_factory() as uow:
         assert await uow.panel_users.get(sub_id) is None
 

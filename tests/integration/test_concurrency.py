@@ -126,3 +126,25 @@ async def test_concurrent_registrations_make_one_customer(uow_factory: Factory, 
     results = await asyncio.gather(*(shop.register(205) for _ in range(n)))
     assert len({c.id for c, _ in results}) == 1
     assert sum(created for _, created in results) == 1
+
+
+async def test_concurrent_first_payments_grant_the_referral_bonus_once(
+    uow_factory: Factory,
+) -> None:
+    """Two payments of a referred customer confirmed at once: the first-payment bonus days
+    go to the referrer once, whichever wins."""
+    from datetime import timedelta
+
+    from vpnshop.domain.referral import ReferralPolicy
+
+    shop = await make_shop(uow_factory, ReferralPolicy(referrer_bonus_days=7))
+    referrer = await shop.customer(206)
+    referee = await shop.customer(207, referrer_telegram_id=206)
+    links = [await shop.checkout(referee, "fake", topup=Money(20000, RUB)) for _ in range(2)]
+    events = [shop.gateway.event(payment_ref=link.payment_id) for link in links]
+    outcomes = await asyncio.gather(*(shop.confirm(e) for e in events))
+    assert outcomes == [Outcome.CONFIRMED, Outcome.CONFIRMED]
+    async with shop.uow() as uow:
+        [sub] = await uow.subscriptions.for_customer(referrer)
+        assert await uow.ledger.balance(referee, RUB) == Money(40000, RUB)
+    assert sub.expires_at == shop.clock.now() + timedelta(days=7)

@@ -16,6 +16,7 @@ class Referral:
     referrer_id: int
     referee_id: int
     created_at: datetime
+    bonus_granted_at: datetime | None = None  # the first-payment bonus days, once
 
 
 @attrs.frozen

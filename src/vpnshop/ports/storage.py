@@ -64,11 +64,23 @@ class Extension:
 
 
 @attrs.frozen
+class ReferralBonus:
+    """Bonus days for the referrer and the referee, granted once per referral: on the
+    referee's first settled payment (``ReferralRepository.claim_bonus`` decides which)."""
+
+    referee_id: int
+    referrer_days: int
+    referee_days: int
+    reason: str
+
+
+@attrs.frozen
 class Effects:
     """Everything a settled payment changes besides its own row."""
 
     ledger: tuple[LedgerEntry, ...] = ()
     extensions: tuple[Extension, ...] = ()
+    referral_bonus: ReferralBonus | None = None
     jobs: tuple[OutboxJob, ...] = ()
     audit: tuple[AuditEntry, ...] = ()
     promo: PromoRedemption | None = None
@@ -77,14 +89,13 @@ class Effects:
 
 @attrs.frozen
 class PaymentContext:
-    """A payment with what confirming it needs: its order, the plan bought (if any), the
-    customer's referrer, and whether the customer has paid before."""
+    """A payment with what confirming it needs: its order, the plan bought (if any) and
+    the customer's referrer."""
 
     payment: Payment
     order: Order
     plan: Plan | None
     referrer_id: int | None
-    paid_before: bool
 
 
 class CustomerRepository(Protocol):
@@ -280,6 +291,11 @@ class ReferralRepository(Protocol):
     async def referrer_of(self, customer_id: int) -> int | None: ...
 
     async def referees_of(self, customer_id: int) -> list[int]: ...
+
+    async def claim_bonus(self, referee_id: int, now: datetime) -> int | None:
+        """Atomic. Mark the referral's first-payment bonus as granted; the referrer's id
+        for the one call that did, None for every other (or without a referral)."""
+        ...
 
 
 class AuditRepository(Protocol):

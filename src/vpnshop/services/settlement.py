@@ -19,7 +19,14 @@ from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.domain.promo import PromoRedemption
 from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.domain.subscription import extend_or_start
-from vpnshop.ports.storage import AtomicSettlement, Effects, Extension, PaymentContext, UnitOfWork
+from vpnshop.ports.storage import (
+    AtomicSettlement,
+    Effects,
+    Extension,
+    PaymentContext,
+    ReferralBonus,
+    UnitOfWork,
+)
 
 
 def effects_for(
@@ -35,6 +42,7 @@ def effects_for(
     the promo redemption, the referral reward, the customer notification and the audit."""
     payment, order = ctx.payment, ctx.order
     ledger: list[LedgerEntry] = []
+    bonus: ReferralBonus | None = None
     extensions: list[Extension] = []
     jobs = [
         _job(
@@ -86,25 +94,14 @@ def effects_for(
                     amount=str(reward),
                 )
             )
-        if not ctx.paid_before:
-            if policy.referrer_bonus_days:
-                extensions.append(
-                    Extension(
-                        ctx.referrer_id,
-                        policy.referrer_bonus_days,
-                        None,
-                        f"referral-bonus:{payment.id}",
-                    )
-                )
-            if policy.referee_bonus_days:
-                extensions.append(
-                    Extension(
-                        order.customer_id,
-                        policy.referee_bonus_days,
-                        None,
-                        f"referee-bonus:{payment.id}",
-                    )
-                )
+        if policy.referrer_bonus_days or policy.referee_bonus_days:
+            bonus = ReferralBonus(
+                order.customer_id,
+                policy.referrer_bonus_days,
+                policy.referee_bonus_days,
+                f"referral-bonus:{payment.id}",
+            )
+
     promo = (
         PromoRedemption(order.promo_code, order.customer_id, now, order.id)
         if order.promo_code
@@ -120,6 +117,7 @@ def effects_for(
     return Effects(
         ledger=tuple(ledger),
         extensions=tuple(extensions),
+        referral_bonus=bonus,
         jobs=tuple(jobs),
         audit=(audit,),
         promo=promo,
@@ -163,6 +161,21 @@ async def settle(
     )
 
 
+async def _extend(uow: UnitOfWork, ext: Extension, now: datetime) -> None:
+    await uow.customers.lock(ext.customer_id)  # concurrent extensions lose no days
+    subs = await uow.subscriptions.for_customer(ext.customer_id)
+    sub = extend_or_start(subs[0] if subs else None, ext.customer_id, ext.days, ext.plan, now)
+    if sub.id is None:
+        sub = await uow.subscriptions.add(sub)
+    else:
+        await uow.subscriptions.update(sub)
+    await uow.outbox.add(
+        _job(
+            now, JobKind.APPLY_SUBSCRIPTION, f"apply:{sub.id}:{ext.reason}", subscription_id=sub.id
+        )
+    )
+
+
 async def settle_stepwise(
     uow: UnitOfWork,
     payment_id: str,
@@ -181,21 +194,17 @@ async def settle_stepwise(
     for entry in effects.ledger:
         await uow.ledger.post(entry)
     for ext in effects.extensions:
-        await uow.customers.lock(ext.customer_id)  # concurrent extensions lose no days
-        subs = await uow.subscriptions.for_customer(ext.customer_id)
-        sub = extend_or_start(subs[0] if subs else None, ext.customer_id, ext.days, ext.plan, now)
-        if sub.id is None:
-            sub = await uow.subscriptions.add(sub)
-        else:
-            await uow.subscriptions.update(sub)
-        await uow.outbox.add(
-            _job(
-                now,
-                JobKind.APPLY_SUBSCRIPTION,
-                f"apply:{sub.id}:{ext.reason}",
-                subscription_id=sub.id,
-            )
-        )
+        await _extend(uow, ext, now)
+    bonus = effects.referral_bonus
+    if bonus is not None:
+        referrer_id = await uow.referrals.claim_bonus(bonus.referee_id, now)
+        if referrer_id is not None:  # this payment is the referee's first
+            for customer_id, days in (
+                (referrer_id, bonus.referrer_days),
+                (bonus.referee_id, bonus.referee_days),
+            ):
+                if days:
+                    await _extend(uow, Extension(customer_id, days, None, bonus.reason), now)
     if effects.promo is not None:
         await uow.promos.redeem(
             effects.promo, once_per_customer=effects.promo_once_per_customer, max_uses=None

@@ -411,14 +411,11 @@ class _Payments(_Repo):
             return None
         order = s.orders[payment.order_id]
         referral = s.referrals.get(payment.customer_id)  # keyed by referee
-        paid = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
         return PaymentContext(
             payment=payment,
             order=order,
             plan=s.plans.get(order.plan_code) if order.plan_code else None,
             referrer_id=referral.referrer_id if referral else None,
-            paid_before=any(p.customer_id == payment.customer_id and p.id != payment.id
-                            and p.status in paid for p in s.payments.values()),
         )
 
     async def by_external_id(self, provider: str, external_id: str) -> Payment | None:
@@ -590,9 +587,7 @@ class _Promos(_Repo):
         return True
 
     async def redeemed(self, code: str, customer_id: int) -> bool:
-        return any(
-            r.code == code and r.customer_id == customer_id for r in self._s.redemptions
-        )
+        return any(r.code == code and r.customer_id == customer_id for r in self._s.redemptions)
 
     async def list(self, *, active_only: bool = False) -> builtins.list[PromoCode]:
         promos = [p for p in self._s.promos.values() if p.active or not active_only]
@@ -612,8 +607,16 @@ class _Referrals(_Repo):
         return None if referral is None else referral.referrer_id
 
     async def referees_of(self, customer_id: int) -> list[int]:
-        return sorted(r.referee_id for r in self._s.referrals.values()
-                      if r.referrer_id == customer_id)
+        return sorted(
+            r.referee_id for r in self._s.referrals.values() if r.referrer_id == customer_id
+        )
+
+    async def claim_bonus(self, referee_id: int, now: datetime) -> int | None:
+        referral = self._s.referrals.get(referee_id)
+        if referral is None or referral.bonus_granted_at is not None:
+            return None
+        self._s.referrals[referee_id] = attrs.evolve(referral, bonus_granted_at=now)
+        return referral.referrer_id
 
 
 class _Audit(_Repo):

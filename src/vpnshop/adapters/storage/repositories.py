@@ -388,32 +388,15 @@ def _payment(r: Row) -> Payment:
     )
 
 
-PAID_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED)
-
-
 def _context_select() -> sa.Select[Any]:
-    """A payment with its order, plan, referrer and "paid before" flag, in one read.
+    """A payment with its order, plan and referrer, in one read.
     Built once: constructing a 40-column select costs more than running it."""
     p, o, pl, r = t.payments.c, t.orders.c, t.plans.c, t.referrals.c
-    earlier = t.payments.alias("earlier")
-    paid_before = (
-        sa.select(sa.literal_column("1"))
-        .where(
-            earlier.c.customer_id == p.customer_id,
-            earlier.c.id != p.id,
-            # Constants, not binds, so the statement has exactly one parameter per lookup.
-            earlier.c.status.in_(
-                [sa.literal_column(f"'{s.value}'") for s in PAID_STATUSES]
-            ),
-        )
-        .exists()
-    )
     return sa.select(
         t.payments,
         *(c.label(f"o_{c.name}") for c in t.orders.c),
         *(c.label(f"pl_{c.name}") for c in t.plans.c),
         r.referrer_id.label("referrer_id"),
-        paid_before.label("paid_before"),
     ).select_from(
         t.payments.join(t.orders, o.id == p.order_id)
         .outerjoin(t.plans, pl.code == o.plan_code)
@@ -449,7 +432,6 @@ def context_from(row: Row) -> PaymentContext:
         order=_order(_Prefixed(m, "o_")),
         plan=_plan(_Prefixed(m, "pl_")) if m["pl_code"] is not None else None,
         referrer_id=m["referrer_id"],
-        paid_before=bool(m["paid_before"]),
     )
 
 
@@ -868,6 +850,16 @@ class SqlPromos(_Repo):
 
 
 class SqlReferrals(_Repo):
+    async def claim_bonus(self, referee_id: int, now: datetime) -> int | None:
+        r = t.referrals.c
+        row = await self._one(
+            sa.update(t.referrals)
+            .where(r.referee_id == referee_id, r.bonus_granted_at.is_(None))
+            .values(bonus_granted_at=now)
+            .returning(r.referrer_id)
+        )
+        return None if row is None else int(row.referrer_id)
+
     async def add(self, referral: Referral) -> bool:
         row = await self._one(
             self._insert(t.referrals)

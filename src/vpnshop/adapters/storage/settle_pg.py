@@ -40,6 +40,7 @@ def supports(effects: Effects) -> bool:
         all(e.amount.is_positive for e in effects.ledger)
         and len(customers) == len(set(customers))
         and effects.promo is None
+        and effects.referral_bonus is None
     )
 
 

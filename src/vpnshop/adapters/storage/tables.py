@@ -223,6 +223,7 @@ referrals = sa.Table(
     sa.Column("referee_id", BigId, sa.ForeignKey("customers.id"), primary_key=True),
     sa.Column("referrer_id", BigId, sa.ForeignKey("customers.id"), nullable=False, index=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("bonus_granted_at", UtcDateTime),  # set once: the first-payment bonus days
     sa.CheckConstraint("referee_id <> referrer_id", name="not_self"),
 )
 
