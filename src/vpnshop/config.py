@@ -15,6 +15,9 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from vpnshop.domain.errors import ValidationError
+from vpnshop.domain.panel import SHOP_TAG_PATTERN, check_username_template
+
 T = TypeVar("T")
 PREFIX: Final = "VPNSHOP_"
 DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///vpnshop.db"  # a file in the working directory
@@ -257,17 +260,13 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     panel_token = r.secret("PANEL_TOKEN")
     if panel_url and panel_token:
         tag = r.get("PANEL_TAG", str, "VPNSHOP")
-        if not re.fullmatch(r"[A-Z0-9_]{1,16}", tag):
+        if not SHOP_TAG_PATTERN.match(tag):
             r.problems.append((PREFIX + "PANEL_TAG", "must be 1-16 of A-Z, 0-9 and _"))
         template = r.get("PANEL_USERNAME_TEMPLATE", str, "vs_{subscription_id}")
-        sample = template.replace("{subscription_id}", "9" * 12).replace("{customer_id}", "9" * 12)
-        if "{subscription_id}" not in template or not re.fullmatch(r"[a-zA-Z0-9_-]{3,36}", sample):
-            r.problems.append(
-                (
-                    PREFIX + "PANEL_USERNAME_TEMPLATE",
-                    "must contain {subscription_id} and give 3-36 of a-z A-Z 0-9 _ -",
-                )
-            )
+        try:
+            check_username_template(template)  # the same rule the panel adapter applies
+        except ValidationError as e:
+            r.problems.append((PREFIX + "PANEL_USERNAME_TEMPLATE", str(e)))
         panel = PanelSettings(
             url=panel_url,
             token=panel_token,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from vpnshop.adapters.remnawave import RemnawaveConfigError, RemnawaveSettings
-from vpnshop.adapters.remnawave.settings import MAX_SUBSCRIPTION_ID
+from vpnshop.domain.panel import MAX_SUBSCRIPTION_ID
 
 USERNAME = re.compile(r"^[a-zA-Z0-9_-]{3,36}$")
 

@@ -3,11 +3,66 @@
 from __future__ import annotations
 
 import enum
+import re
+import string
 from datetime import datetime
 
 import attrs
 
+from vpnshop.domain.errors import ValidationError
 from vpnshop.domain.plan import TrafficReset
+
+# What Remnawave accepts, and how shop subscriptions are named there.
+SHOP_TAG_PATTERN = re.compile(r"^[A-Z0-9_]{1,16}$")
+USERNAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{3,36}$")
+#: The largest subscription id a template must still render validly (a signed BIGINT).
+MAX_SUBSCRIPTION_ID = 2**63 - 1
+_TEMPLATE_FIELDS = frozenset({"subscription_id", "customer_id"})
+
+
+def render_username(template: str, subscription_id: int, customer_id: int = 0) -> str:
+    """The panel username of one shop subscription.
+
+    Only ``{subscription_id}`` (required) and ``{customer_id}`` may appear in *template*
+    (the same fields as the service's ``PanelNaming``). Fixed text around the decimal
+    subscription id is injective, so distinct subscriptions always get distinct usernames.
+    """
+    if subscription_id < 0 or customer_id < 0:
+        raise ValueError("subscription and customer ids cannot be negative")
+    return template.format(subscription_id=subscription_id, customer_id=customer_id)
+
+
+def check_username_template(template: str) -> None:
+    """Refuse a template unless every pair of ids from 0 to a BIGINT renders to a valid
+    Remnawave username (``^[a-zA-Z0-9_-]{3,36}$``)."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValidationError(f"username_template {template!r} is malformed: {exc}") from exc
+    if "subscription_id" not in fields:
+        raise ValidationError(
+            f"username_template {template!r} must contain {{subscription_id}}: it is what "
+            "makes the username unique per shop subscription"
+        )
+    unknown = set(fields) - _TEMPLATE_FIELDS
+    if unknown:
+        raise ValidationError(
+            f"username_template {template!r} uses unknown fields {sorted(unknown)}; "
+            f"allowed: {sorted(_TEMPLATE_FIELDS)}"
+        )
+    for sub_id, customer_id in ((0, 0), (1, 1), (MAX_SUBSCRIPTION_ID, MAX_SUBSCRIPTION_ID)):
+        try:
+            rendered = render_username(template, sub_id, customer_id)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ValidationError(
+                f"username_template {template!r} cannot be rendered: {exc}"
+            ) from exc
+        if not USERNAME_PATTERN.match(rendered):
+            raise ValidationError(
+                f"username_template {template!r} renders {rendered!r} for subscription id "
+                f"{sub_id}, which is not a valid Remnawave username (^[a-zA-Z0-9_-]{{3,36}}$); "
+                "it must stay valid up to the largest id (19 digits)"
+            )
 
 
 class PanelStatus(enum.StrEnum):

@@ -6,7 +6,7 @@ import attrs
 
 from vpnshop.domain.errors import NotFoundError
 from vpnshop.domain.outbox import OutboxJob
-from vpnshop.domain.panel import PanelAccess
+from vpnshop.domain.panel import PanelAccess, render_username
 from vpnshop.domain.subscription import Subscription
 from vpnshop.ports.panel import VpnPanel
 from vpnshop.services.deps import Deps
@@ -24,7 +24,8 @@ class PanelNaming:
     description_template: str = "vpnshop customer {customer_id}"
 
     def username(self, sub: Subscription) -> str:
-        return self.username_template.format(subscription_id=sub.id, customer_id=sub.customer_id)
+        assert sub.id is not None, "a subscription is named once it is stored"
+        return render_username(self.username_template, sub.id, sub.customer_id)
 
 
 @attrs.frozen

@@ -30,8 +30,9 @@ from vpnshop.adapters.remnawave.mapping import (
     user_from_panel,
     user_key,
 )
-from vpnshop.adapters.remnawave.settings import USERNAME_PATTERN, RemnawaveSettings
+from vpnshop.adapters.remnawave.settings import RemnawaveSettings
 from vpnshop.domain.panel import (
+    USERNAME_PATTERN,
     PanelAccess,
     PanelDevice,
     PanelInfo,
