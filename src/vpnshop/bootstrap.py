@@ -29,7 +29,7 @@ from vpnshop.ports.clock import Clock, IdGenerator
 from vpnshop.ports.panel import VpnPanel
 from vpnshop.ports.payments import PaymentGateway
 from vpnshop.services.customers import RegisterCustomer
-from vpnshop.services.deps import Deps
+from vpnshop.services.deps import Deps, no_kick
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
@@ -90,10 +90,6 @@ async def prepare_database(engine: AsyncEngine, url: str) -> None:
         )
 
 
-def _noop() -> None:
-    return None
-
-
 async def open_panel(
     panel_settings: PanelSettings, stack: AsyncExitStack, clock: Clock | None = None
 ) -> VpnPanel:
@@ -131,7 +127,7 @@ async def bootstrap(
     ids: IdGenerator | None = None,
     panel: VpnPanel | None = None,
     gateways: Mapping[str, PaymentGateway] | None = None,
-    kick: Callable[[], None] = _noop,
+    kick: Callable[[], None] = no_kick,
     migrate: bool = True,
 ) -> AsyncIterator[App]:
     """Build the application. *panel* and *gateways* may be given (tests, the demo);

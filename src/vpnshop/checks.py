@@ -77,7 +77,7 @@ def describe(settings: Settings) -> list[CheckLine]:
     return lines
 
 
-async def reach(settings: Settings) -> list[CheckLine]:
+async def reach_all(settings: Settings) -> list[CheckLine]:
     from vpnshop.adapters.storage.engine import create_engine
     from vpnshop.adapters.storage.migrate import current_revision, head_revision
 
@@ -109,7 +109,7 @@ async def reach(settings: Settings) -> list[CheckLine]:
 async def run_checks(settings: Settings, *, reach: bool, out: TextIO) -> int:
     lines = describe(settings)
     if reach:
-        lines += await globals()["reach"](settings)
+        lines += await reach_all(settings)
     width = max(len(line.part) for line in lines)
     print("vpnshop configuration:", file=out)
     for line in lines:
@@ -140,9 +140,7 @@ async def panel_report(settings: Settings, out: TextIO) -> int:
     )
 
     if settings.panel is None:
-        print(
-            "panel: not configured (set VPNSHOP_PANEL_URL and VPNSHOP_PANEL_TOKEN)", file=out
-        )
+        print("panel: not configured (set VPNSHOP_PANEL_URL and VPNSHOP_PANEL_TOKEN)", file=out)
         return 1
     panel = RemnawavePanel(remnawave_settings(settings.panel))
     print(f"panel: {settings.panel.url}", file=out)

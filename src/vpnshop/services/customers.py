@@ -9,7 +9,7 @@ import attrs
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.customer import Customer, normalise_language
 from vpnshop.domain.errors import ConflictError, ReferralError
-from vpnshop.domain.referral import Referral
+from vpnshop.domain.referral import Referral, check_referral
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps, record
 
@@ -17,16 +17,14 @@ log = logging.getLogger(__name__)
 
 
 async def referrer_chain_check(uow: UnitOfWork, referrer_id: int, referee_id: int) -> None:
-    """Raise ReferralError for self-referral or a cycle, walking the stored chain."""
-    if referrer_id == referee_id:
-        raise ReferralError("a customer cannot refer themselves")
-    seen = {referee_id}
+    """Raise ReferralError for self-referral or a cycle (``domain.referral.check_referral``
+    decides), reading the stored chain of referrers above *referrer_id* first."""
+    chain: dict[int, int | None] = {}
     current: int | None = referrer_id
-    while current is not None:
-        if current in seen:
-            raise ReferralError("this referral would make a cycle")
-        seen.add(current)
-        current = await uow.referrals.referrer_of(current)
+    while current is not None and current != referee_id and current not in chain:
+        chain[current] = await uow.referrals.referrer_of(current)
+        current = chain[current]
+    check_referral(referrer_id, referee_id, chain.get)
 
 
 @attrs.frozen

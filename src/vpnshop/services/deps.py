@@ -15,7 +15,8 @@ from vpnshop.ports.clock import Clock, IdGenerator
 from vpnshop.ports.storage import UnitOfWork, UnitOfWorkFactory
 
 
-def _no_kick() -> None:
+def no_kick() -> None:
+    """The default kick: nobody in this process waits for outbox jobs."""
     return None
 
 
@@ -30,7 +31,7 @@ class Deps:
     uow: UnitOfWorkFactory
     clock: Clock
     ids: IdGenerator
-    kick: Callable[[], None] = _no_kick
+    kick: Callable[[], None] = no_kick
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -50,10 +51,13 @@ async def record(
     )
 
 
+def outbox_job(now: datetime, kind: str, dedupe_key: str, **payload: Any) -> OutboxJob:
+    """A job due now; *dedupe_key* makes enqueueing it idempotent."""
+    return OutboxJob(kind=kind, payload=payload, dedupe_key=dedupe_key, due_at=now, created_at=now)
+
+
 async def enqueue(
     uow: UnitOfWork, now: datetime, kind: str, dedupe_key: str, **payload: Any
 ) -> bool:
     """Add an outbox job in the caller's transaction (idempotent on *dedupe_key*)."""
-    return await uow.outbox.add(
-        OutboxJob(kind=kind, payload=payload, dedupe_key=dedupe_key, due_at=now, created_at=now)
-    )
+    return await uow.outbox.add(outbox_job(now, kind, dedupe_key, **payload))

@@ -23,7 +23,7 @@ from vpnshop.domain.errors import (
 )
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
-from vpnshop.domain.outbox import JobKind, OutboxJob
+from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.payment import OPEN_STATUSES, Payment, PaymentStatus
 from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.ports.payments import (
@@ -298,18 +298,14 @@ class ConfirmPayment:
             customer = await uow.customers.by_telegram_id(event.telegram_id)
             if customer is None:
                 return Outcome.UNKNOWN
-            if not await uow.outbox.add(
-                OutboxJob(
-                    kind=JobKind.NOTIFY_CUSTOMER,
-                    dedupe_key=f"notify:{event.dedupe_key}",
-                    payload={
-                        "customer_id": customer.id,
-                        "template": "provider_subscription_cancelled",
-                        "provider": event.provider,
-                    },
-                    due_at=now,
-                    created_at=now,
-                )
+            if not await enqueue(
+                uow,
+                now,
+                JobKind.NOTIFY_CUSTOMER,
+                f"notify:{event.dedupe_key}",
+                customer_id=customer.id,
+                template="provider_subscription_cancelled",
+                provider=event.provider,
             ):
                 return Outcome.DUPLICATE
             await record(

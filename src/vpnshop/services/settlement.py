@@ -14,7 +14,7 @@ from vpnshop.domain.actor import Actor
 from vpnshop.domain.audit import AuditEntry
 from vpnshop.domain.ledger import EntryKind, LedgerEntry
 from vpnshop.domain.order import OrderKind
-from vpnshop.domain.outbox import JobKind, OutboxJob
+from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.domain.promo import PromoRedemption
 from vpnshop.domain.referral import ReferralPolicy
@@ -27,6 +27,7 @@ from vpnshop.ports.storage import (
     ReferralBonus,
     UnitOfWork,
 )
+from vpnshop.services.deps import outbox_job
 
 
 def effects_for(
@@ -45,7 +46,7 @@ def effects_for(
     bonus: ReferralBonus | None = None
     extensions: list[Extension] = []
     jobs = [
-        _job(
+        outbox_job(
             now,
             JobKind.NOTIFY_CUSTOMER,
             f"notify:paid:{payment.id}",
@@ -85,7 +86,7 @@ def effects_for(
                 )
             )
             jobs.append(
-                _job(
+                outbox_job(
                     now,
                     JobKind.NOTIFY_CUSTOMER,
                     f"notify:referral:{payment.id}",
@@ -123,10 +124,6 @@ def effects_for(
         promo=promo,
         promo_once_per_customer=promo_once_per_customer,
     )
-
-
-def _job(now: datetime, kind: str, key: str, **payload: object) -> OutboxJob:
-    return OutboxJob(kind=kind, payload=payload, dedupe_key=key, due_at=now, created_at=now)
 
 
 async def settle(
@@ -170,7 +167,7 @@ async def _extend(uow: UnitOfWork, ext: Extension, now: datetime) -> None:
     else:
         await uow.subscriptions.update(sub)
     await uow.outbox.add(
-        _job(
+        outbox_job(
             now, JobKind.APPLY_SUBSCRIPTION, f"apply:{sub.id}:{ext.reason}", subscription_id=sub.id
         )
     )
