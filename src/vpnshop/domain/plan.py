@@ -25,10 +25,6 @@ class TrafficReset(enum.StrEnum):
     MONTH_ROLLING = "MONTH_ROLLING"
 
 
-def _frozen_mapping(value: Mapping[str, object]) -> dict[str, object]:
-    return dict(value)
-
-
 @attrs.frozen(eq=True, hash=False)
 class Plan:
     """A product: duration, limits, squads and a price in each accepted currency."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from vpnshop.domain.errors import NotFoundError, PromoError, ValidationError
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
-from vpnshop.domain.promo import PromoKind, normalise_code
+from vpnshop.domain.promo import normalise_code
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps
 
@@ -68,5 +68,3 @@ def topup_order(deps: Deps, *, customer_id: int, amount: Money) -> Order:
         created_at=deps.now(),
     )
 
-
-__all__ = ["PromoKind", "price_plan_order", "topup_order"]
