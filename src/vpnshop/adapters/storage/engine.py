@@ -49,6 +49,10 @@ def _report_unavailable(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "handle_error")
     def _translate(ctx: ExceptionContext) -> None:
         original = ctx.original_exception
+        if not isinstance(original, Exception):
+            # Cancellation (or KeyboardInterrupt) mid-statement: SQLAlchemy invalidates the
+            # connection as if it were lost, but the caller must see the cancellation.
+            return
         if ctx.is_disconnect or isinstance(original, (ConnectionError, TimeoutError)):
             raise StorageUnavailableError(f"database unavailable: {original}") from original
 
