@@ -1,7 +1,10 @@
-"""The one-statement confirmation on PostgreSQL does exactly what the reference does."""
+"""The one-statement confirmation on PostgreSQL does exactly what the reference does,
+alone and in a batch of concurrent confirmations (the group commit)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +16,7 @@ from tests.conftest import SqlFactory, make_database_url
 from tests.integration.shop import START, make_shop
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.domain.actor import Actor
+from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.money import RUB, Money
 from vpnshop.domain.payment import PaymentStatus
 from vpnshop.domain.referral import ReferralPolicy
@@ -173,3 +177,121 @@ async def test_one_statement_refuses_what_it_does_not_cover(pg_factory: Any) -> 
     assert await settler.confirm(confirmation(), now) is None  # already settled
     async with shop.uow() as uow:
         assert await uow.ledger.balance(buyer, RUB) == Money(50000, RUB)
+
+
+def _confirmation(link: Any, *, percent: int = 0, external_id: str | None = None) -> Confirmation:
+    return Confirmation(
+        provider="fake",
+        amount=link.order.amount,
+        payment_id=link.payment_id,
+        external_id=external_id,
+        saved_method_id=None,
+        actor=Actor.provider("fake"),
+        referral_reward_percent=percent,
+    )
+
+
+async def test_concurrent_confirmations_are_settled_together_each_once(pg_factory: Any) -> None:
+    """Thirty confirmations at once, ten of them repeats: every payment is settled once,
+    each customer credited once, and they went to the database in fewer statements
+    than confirmations (the group commit happened)."""
+    shop = await make_shop(pg_factory)
+    links = []
+    for i in range(20):
+        buyer = await shop.customer(7300 + i)
+        links.append((buyer, await shop.checkout(buyer, "fake", topup=Money(10000 + i, RUB))))
+    settler = pg_factory.settler
+    now = shop.clock.now()
+    calls = [_confirmation(link) for _, link in links] + [
+        _confirmation(link) for _, link in links[:10]
+    ]
+    results = await asyncio.gather(*(settler.confirm(c, now) for c in calls))
+    settled = [r.id for r in results if r is not None]
+    assert sorted(settled) == sorted(link.payment_id for _, link in links)
+    assert settler.confirmations == len(calls)
+    assert settler.batches < len(calls)
+    async with shop.uow() as uow:
+        for i, (buyer, link) in enumerate(links):
+            assert await uow.ledger.balance(buyer, RUB) == Money(10000 + i, RUB)
+            payment = await uow.payments.get(link.payment_id)
+            assert payment is not None and payment.status is PaymentStatus.SUCCEEDED
+    assert len(await shop.jobs("notify_customer")) == 20
+
+
+async def test_two_purchases_of_one_customer_in_a_batch_both_extend(
+    pg_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two plan purchases of one customer in one batch cannot share one upsert; the batch
+    falls back to one statement each, and both months are granted."""
+    caplog.set_level(logging.INFO, logger="vpnshop.adapters.storage.settle_pg")
+    shop = await make_shop(pg_factory)
+    buyer = await shop.customer(7400)
+    first = await shop.checkout(buyer, "fake", plan_code="month")
+    second = await shop.checkout(buyer, "fake", plan_code="month")
+    settler = pg_factory.settler
+    now = shop.clock.now()
+    # Several other payments first, so that both land in the same (second) batch.
+    others = []
+    for i in range(3):
+        other = await shop.customer(7410 + i)
+        others.append(await shop.checkout(other, "fake", topup=Money(500, RUB)))
+    results = await asyncio.gather(
+        *(settler.confirm(_confirmation(link), now) for link in [*others, first, second])
+    )
+    assert all(r is not None for r in results)
+    assert "settling each alone" in caplog.text  # they did meet in one batch
+    async with shop.uow() as uow:
+        subs = await uow.subscriptions.for_customer(buyer)
+    assert [s.expires_at for s in subs] == [now + timedelta(days=60)]
+    assert len(await shop.jobs("apply_subscription")) == 2
+
+
+async def test_one_failing_confirmation_fails_alone(
+    pg_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A confirmation whose statement breaks a constraint gets ConflictError; the others
+    in its batch are settled, and the failing payment is left open."""
+    caplog.set_level(logging.INFO, logger="vpnshop.adapters.storage.settle_pg")
+    shop = await make_shop(pg_factory)
+    links = []
+    for i in range(6):
+        buyer = await shop.customer(7500 + i)
+        links.append(await shop.checkout(buyer, "fake", topup=Money(1000, RUB)))
+    doomed = links[3]
+    # A constraint the test adds: this one payment's notification job is refused.
+    async with pg_factory.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "ALTER TABLE outbox ADD CONSTRAINT test_refuse "
+            f"CHECK (dedupe_key <> 'notify:paid:{doomed.payment_id}')"
+        )
+    settler = pg_factory.settler
+    now = shop.clock.now()
+    results = await asyncio.gather(
+        *(settler.confirm(_confirmation(link), now) for link in links), return_exceptions=True
+    )
+    assert isinstance(results[3], ConflictError)
+    assert "settling each alone" in caplog.text  # it was in a batch with the others
+    assert all(
+        r is not None and not isinstance(r, Exception) for i, r in enumerate(results) if i != 3
+    )
+    async with shop.uow() as uow:
+        payment = await uow.payments.get(doomed.payment_id)
+        assert payment is not None and payment.status is PaymentStatus.PENDING
+        assert await uow.ledger.balance(payment.customer_id, RUB) == Money(0, RUB)
+
+
+async def test_an_abandoned_confirmation_still_completes(pg_factory: Any) -> None:
+    """A caller cancelled while its batch runs does not undo or split the batch: the
+    payment is settled, and closing the settler waits for statements under way."""
+    shop = await make_shop(pg_factory)
+    buyer = await shop.customer(7600)
+    link = await shop.checkout(buyer, "fake", topup=Money(700, RUB))
+    settler = pg_factory.settler
+    task = asyncio.create_task(settler.confirm(_confirmation(link), shop.clock.now()))
+    await asyncio.sleep(0)  # the batch has started
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settler.aclose()
+    async with shop.uow() as uow:
+        assert await uow.ledger.balance(buyer, RUB) == Money(700, RUB)
