@@ -26,7 +26,7 @@ from vpnshop.adapters.clock import SystemClock, UlidIds
 from vpnshop.adapters.storage import tables as t
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
-from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.adapters.storage.settlers import payment_settler
 from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
 from vpnshop.domain.customer import Customer
 from vpnshop.domain.money import RUB, Money
@@ -85,7 +85,7 @@ async def seed(engine: object, deps: Deps, n: int, tag: str) -> list[str]:
 
 
 async def product_round(engine: object, deps: Deps, n: int, concurrency: int, tag: str) -> float:
-    settler = PgPaymentSettler(engine) if engine.dialect.name == "postgresql" else None  # type: ignore[attr-defined]
+    settler = payment_settler(engine)  # type: ignore[arg-type]
     confirm = ConfirmPayment(deps, settler=settler)  # as bootstrap wires it
     ids = await seed(engine, deps, n, tag)
     outcomes: list[Outcome] = []

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
-from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.adapters.storage.settlers import payment_settler
 from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError
@@ -133,12 +133,12 @@ async def uow_factory(
 
 
 class SqlFactory:
-    """A unit-of-work factory on an engine; on PostgreSQL it also offers the store's
-    two-statement payment settler, as bootstrap wires it in production."""
+    """A unit-of-work factory on an engine; it also offers the store's group-committing
+    payment settler, as bootstrap wires it in production."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.settler = PgPaymentSettler(engine) if engine.dialect.name == "postgresql" else None
+        self.settler = payment_settler(engine)
 
     def __call__(self) -> UnitOfWork:
         return SqlAlchemyUnitOfWork(self.engine)

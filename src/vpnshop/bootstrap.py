@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vpnshop.adapters.clock import SystemClock, UlidIds
 from vpnshop.adapters.storage.engine import create_engine, is_sqlite, normalise_url
 from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
-from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.adapters.storage.settlers import payment_settler
 from vpnshop.adapters.storage.uow import sqlalchemy_uow_factory
 from vpnshop.config import PanelSettings, Settings
 from vpnshop.domain.outbox import JobKind
@@ -168,7 +168,7 @@ async def bootstrap(
 
             gateways = build_gateways(settings, stack)
         gateways = dict(gateways)
-        settler = None if is_sqlite(url) else PgPaymentSettler(engine)
+        settler = payment_settler(engine)
         if settler is not None:
             stack.push_async_callback(settler.aclose)
         confirm = ConfirmPayment(

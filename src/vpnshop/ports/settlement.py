@@ -36,6 +36,11 @@ class Confirmation:
     actor: Actor
     referral_reward_percent: int  # the policy's share for the referrer; 0 for none
 
+    @property
+    def audit_details(self) -> dict[str, str | None]:
+        """What the "payment.succeeded" audit entry records."""
+        return {"amount": str(self.amount), "external_id": self.external_id}
+
 
 class PaymentSettler(Protocol):
     async def confirm(self, confirmation: Confirmation, now: datetime) -> Payment | None:

@@ -17,9 +17,7 @@ version; balances are upserts that add to the stored amount. Neither reads-then-
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
-import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,13 +26,12 @@ import attrs
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from vpnshop.adapters.storage.group_commit import GroupCommit
 from vpnshop.adapters.storage.repositories import _payment
 from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.payment import Payment, PaymentStatus, sources_of
 from vpnshop.ports.settlement import Confirmation
 from vpnshop.ports.storage import Effects, StorageUnavailableError
-
-log = logging.getLogger(__name__)
 
 
 def supports(effects: Effects) -> bool:
@@ -370,23 +367,21 @@ async def _no_reset(_connection: asyncpg.Connection) -> None:
     trip and four statements per release)."""
 
 
-@attrs.define
-class _Pending:
+@attrs.frozen
+class _Item:
     confirmation: Confirmation
     now: datetime
-    done: asyncio.Future[Payment | None]
 
 
 class PgPaymentSettler:
     """The PaymentSettler fast path on PostgreSQL: confirmations that arrive together are
-    settled together, in one statement (group commit).
+    settled together, in one statement (a :class:`GroupCommit`).
 
-    The first confirmation is sent at once; those that arrive while a statement is
-    running wait for it and go together in the next one, up to ``max_batch``, with at
-    most ``max_inflight`` statements running at a time. So an idle server answers with no
-    added delay, and a busy one pays one round trip, one plan execution and one commit
-    for many payments instead of one each: on this 2-core machine, this is what lets the
-    webhook server confirm more than 1,000 payments a second (bench/bench_webhooks.py).
+    The first confirmation is sent at once; those that arrive while statements are
+    running go together in the next one, so a busy server pays one round trip, one plan
+    execution and one commit for many payments instead of one each: on this 2-core
+    machine, this is what lets the webhook server confirm more than 1,000 payments a
+    second (bench/bench_webhooks.py).
 
     A statement is atomic, and every effect in it hangs off its own payment's
     conditional UPDATE, so a batch settles each payment exactly once whatever else is in
@@ -407,18 +402,18 @@ class PgPaymentSettler:
     ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("PgPaymentSettler needs PostgreSQL")
-        if max_batch < 1 or max_inflight < 1:
-            raise ValueError("max_batch and max_inflight must be at least 1")
         url = engine.url.set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
-        self._max_batch = max_batch
-        self._max_inflight = max_inflight
+        self._pool_size = max_inflight + 1
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._queue: collections.deque[_Pending] = collections.deque()
-        self._drains: set[asyncio.Task[None]] = set()
-        self.batches = 0  # statements sent, and confirmations in them: for tests and bench
-        self.confirmations = 0
+        self.group: GroupCommit[_Item, Payment | None] = GroupCommit(
+            self._execute,
+            fatal=(StorageUnavailableError,),
+            max_batch=max_batch,
+            max_inflight=max_inflight,
+            name="vpnshop-settle-pg",
+        )
 
     async def _connections(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -426,10 +421,7 @@ class PgPaymentSettler:
                 if self._pool is None:
                     try:
                         self._pool = await asyncpg.create_pool(
-                            self._dsn,
-                            min_size=1,
-                            max_size=self._max_inflight + 1,
-                            reset=_no_reset,
+                            self._dsn, min_size=1, max_size=self._pool_size, reset=_no_reset
                         )
                     except (OSError, asyncpg.PostgresError) as e:
                         raise StorageUnavailableError(f"database unavailable: {e}") from e
@@ -437,8 +429,7 @@ class PgPaymentSettler:
 
     async def aclose(self) -> None:
         """Wait for the statements under way, then close the connections."""
-        while self._drains:
-            await asyncio.gather(*self._drains, return_exceptions=True)
+        await self.group.aclose()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -447,58 +438,13 @@ class PgPaymentSettler:
         c = confirmation
         if c.payment_id is None and c.external_id is None:
             return None
-        pending = _Pending(c, now, asyncio.get_running_loop().create_future())
-        self._queue.append(pending)
-        if len(self._drains) < self._max_inflight:
-            task = asyncio.create_task(self._drain(), name="vpnshop-settle")
-            self._drains.add(task)
-            task.add_done_callback(self._drains.discard)
-        # A caller that gives up does not stop the statement its confirmation is in: the
-        # payment is settled or not as one, and the provider's retry finds out which.
-        return await asyncio.shield(pending.done)
+        return await self.group.submit(_Item(c, now))
 
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            try:
-                results = await self._settle(batch)
-            except BaseException as e:
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(e)
-                if not isinstance(e, Exception):
-                    raise
-            else:
-                for item, result in zip(batch, results, strict=True):
-                    if not item.done.done():
-                        item.done.set_result(result)
-
-    async def _settle(self, batch: list[_Pending]) -> list[Payment | None]:
-        try:
-            return await self._execute(batch)
-        except asyncpg.PostgresError as e:
-            if len(batch) == 1 or _is_unavailable(e):
-                _raise_translated(e, batch[0].confirmation)
-            log.info("a batch of %d confirmations failed (%s); settling each alone", len(batch), e)
-        # Nothing of the batch was applied: each confirmation alone, each its own answer.
-        results: list[Payment | None] = []
-        for item in batch:
-            try:
-                results.extend(await self._execute([item]))
-            except asyncpg.PostgresError as e:
-                if _is_unavailable(e):
-                    _raise_translated(e, item.confirmation)
-                if not item.done.done():
-                    item.done.set_exception(_translated(e, item.confirmation))
-                results.append(None)  # not delivered: its future already holds the error
-        return results
-
-    async def _execute(self, batch: list[_Pending]) -> list[Payment | None]:
+    async def _execute(self, batch: list[_Item]) -> list[Payment | Exception | None]:
         columns: list[list[Any]] = [[] for _ in range(11)]
         for item in batch:
             c = item.confirmation
             reward = c.amount.percent(c.referral_reward_percent)
-            details = json.dumps({"amount": str(c.amount), "external_id": c.external_id})
             row = (
                 c.payment_id,
                 c.provider,
@@ -510,7 +456,7 @@ class PgPaymentSettler:
                 str(c.actor),
                 reward.minor,
                 str(reward),
-                details,
+                json.dumps(c.audit_details),
             )
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
@@ -519,9 +465,9 @@ class PgPaymentSettler:
             records = await pool.fetch(CONFIRM_BATCH_SQL, *columns)
         except (OSError, asyncpg.InterfaceError) as e:
             raise StorageUnavailableError(f"database unavailable: {e}") from e
-        self.batches += 1
-        self.confirmations += len(batch)
-        settled: list[Payment | None] = [None] * len(batch)
+        except asyncpg.PostgresError as e:
+            _raise_translated(e, batch[0].confirmation if len(batch) == 1 else None)
+        settled: list[Payment | Exception | None] = [None] * len(batch)
         for record in records:
             settled[record["v_n"] - 1] = _payment(_DriverRow(record))
         return settled
@@ -542,19 +488,23 @@ def _is_unavailable(e: asyncpg.PostgresError) -> bool:
     )
 
 
-def _translated(e: asyncpg.PostgresError, c: Confirmation) -> Exception:
+def _translated(e: asyncpg.PostgresError, c: Confirmation | None) -> Exception:
     """What the port promises: StorageUnavailableError when the database is away,
     ConflictError for a broken constraint; anything else as the driver raised it."""
     if _is_unavailable(e):
         return StorageUnavailableError(f"database unavailable: {e}")
     if isinstance(e, asyncpg.IntegrityConstraintViolationError):
-        ref = c.payment_id or f"{c.provider}:{c.external_id}"
-        return ConflictError(f"confirming payment {ref} conflicts: {e}")
+        what = (
+            "a batch of payments"
+            if c is None
+            else f"payment {c.payment_id or f'{c.provider}:{c.external_id}'}"
+        )
+        return ConflictError(f"confirming {what} conflicts: {e}")
     original: Exception = e
     return original
 
 
-def _raise_translated(e: asyncpg.PostgresError, c: Confirmation) -> NoReturn:
+def _raise_translated(e: asyncpg.PostgresError, c: Confirmation | None) -> NoReturn:
     translated = _translated(e, c)
     if translated is e:
         raise e
