@@ -305,16 +305,14 @@ async def bench_database(label: str, url: str, n: int, clients: int, rounds: int
         b = show("floor 1: no-op aiohttp handler", http_floor)
         c = show("floor 2: 1-row INSERT transactions", db_floor)
         print(f"   product / no-op HTTP floor: {a / b:.3f}   product / DB write floor: {a / c:.3f}")
-        print(
-            f"   CPU per confirmed webhook: server process "
-            f"{statistics.median(server_cpu) * 1000:.2f} ms (SQLite runs inside it), "
-            f"load generator {statistics.median(client_cpu) * 1000:.2f} ms"
-            + (
-                f", PostgreSQL processes {statistics.median(db_cpu) * 1000:.2f} ms"
-                if label == "PostgreSQL"
-                else ""
-            )
+        server = f"server process {statistics.median(server_cpu) * 1000:.2f} ms"
+        client = f"load generator {statistics.median(client_cpu) * 1000:.2f} ms"
+        database = (
+            f"PostgreSQL processes {statistics.median(db_cpu) * 1000:.2f} ms"
+            if label == "PostgreSQL"
+            else "SQLite runs inside the server process"
         )
+        print(f"   CPU per confirmed webhook: {server}, {client}, {database}")
 
 
 async def main() -> None:

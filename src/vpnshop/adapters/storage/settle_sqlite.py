@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.storage.group_commit import GroupCommit
@@ -153,8 +154,15 @@ class SqlitePaymentSettler:
     async def _execute(self, batch: list[_Item]) -> list[Payment | Exception | None]:
         loop = asyncio.get_running_loop()
         # Holding the engine's one connection keeps this process's other writes out.
-        async with self._engine.connect():
+        held = self._engine.connect()
+        try:
+            await held.start()
+        except (OperationalError, OSError) as e:
+            raise StorageUnavailableError(f"database unavailable: {e}") from e
+        try:
             return await loop.run_in_executor(self._thread, self._settle_all, batch)
+        finally:
+            await held.close()
 
     # Everything below runs in self._thread.
 
