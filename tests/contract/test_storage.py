@@ -288,6 +288,30 @@ async def test_plan_upsert_is_idempotent_and_round_trips(uow_factory: Factory) -
         assert await uow.plans.get("missing") is None
 
 
+async def test_two_loads_of_a_new_plan_at_once_both_succeed(uow_factory: Factory) -> None:
+    """Two transactions upsert the same new plan at once (two replicas loading the plans
+    file): neither fails, and the later commit's version is the one stored."""
+    first, second = _plan(), attrs.evolve(_plan(), device_limit=7)
+    first_written = asyncio.Event()
+
+    async def load_first() -> None:
+        async with uow_factory() as uow:
+            assert await uow.plans.upsert(first) is True
+            first_written.set()
+            await asyncio.sleep(0.2)  # the second tries its insert against this open row
+            await uow.commit()
+
+    async def load_second() -> None:
+        await first_written.wait()
+        async with uow_factory() as uow:
+            assert await uow.plans.upsert(second) is True
+            await uow.commit()
+
+    await asyncio.wait_for(asyncio.gather(load_first(), load_second()), 30)
+    async with uow_factory() as uow:
+        assert await uow.plans.get("month") == second
+
+
 async def test_plan_list_orders_by_sort_order_then_code(uow_factory: Factory) -> None:
     """list() orders by sort order, then code, and hides inactive plans unless asked."""
     plans = [

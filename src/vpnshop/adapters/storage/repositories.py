@@ -198,11 +198,14 @@ class SqlPlans(_Repo):
             return False
         values = _plan_values(plan)
         if current is None:
-            await self._conn.execute(sa.insert(t.plans).values(**values))
-        else:
-            await self._conn.execute(
-                sa.update(t.plans).where(t.plans.c.code == plan.code).values(**values)
-            )
+            # Two loads of a new plan at once (two replicas starting) must not fail: the
+            # second insert does nothing, and updates the row the first one made.
+            insert = self._insert(t.plans).values(**values).on_conflict_do_nothing()
+            if (await self._conn.execute(insert)).rowcount == 1:
+                return True
+        await self._conn.execute(
+            sa.update(t.plans).where(t.plans.c.code == plan.code).values(**values)
+        )
         return True
 
 
