@@ -27,6 +27,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shells.webhooks.metrics import CONTENT_TYPE, WebhookMetrics
 from vpnshop.adapters.payments.netcheck import InvalidAllowlistEntryError, IpAllowlist
+from vpnshop.adapters.storage.group_commit import GroupCommit
 from vpnshop.bootstrap import App
 from vpnshop.config import ConfigError
 from vpnshop.domain.errors import AmountMismatchError
@@ -293,7 +294,11 @@ def create_app(
     """
     web_app = web.Application(client_max_size=max_body, middlewares=[_errors])
     web_app[APP_KEY] = app
-    web_app[METRICS_KEY] = metrics if metrics is not None else WebhookMetrics()
+    metrics = metrics if metrics is not None else WebhookMetrics()
+    group = getattr(app.confirm_payment.settler, "group", None)
+    if isinstance(group, GroupCommit):
+        metrics.watch_group_commit(group)
+    web_app[METRICS_KEY] = metrics
     web_app[CONFIG_KEY] = ServerConfig(
         max_body=max_body,
         trusted_proxies=_trusted(

@@ -12,8 +12,15 @@ after each call; it increments ``vpnshop_panel_calls_total{outcome=...}``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vpnshop.adapters.storage.group_commit import GroupCommit
 
 __all__ = ["CONTENT_TYPE", "WebhookMetrics"]
 
@@ -77,5 +84,32 @@ class WebhookMetrics:
         """The hook for the panel adapter: count one panel call with *outcome*."""
         self.panel_calls.labels(outcome=outcome).inc()
 
+    def watch_group_commit(self, group: GroupCommit[Any, Any]) -> None:
+        """Report the payment settler's group commit, read at scrape time:
+        confirmations per batch is ``rate(confirmations) / rate(batches)``."""
+        self.registry.register(_GroupCommitCollector(group))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _GroupCommitCollector(Collector):
+    def __init__(self, group: GroupCommit[Any, Any]) -> None:
+        self._group = group
+
+    def collect(self) -> Iterator[Metric]:
+        g = self._group
+        for name, documentation, value in (
+            ("vpnshop_settle_batches", "Transactions the payment settler ran.", g.batches),
+            (
+                "vpnshop_settle_confirmations",
+                "Payment confirmations the settler ran, in all its batches.",
+                g.items,
+            ),
+            (
+                "vpnshop_settle_batches_retried",
+                "Batches that failed as a whole and were run one confirmation at a time.",
+                g.retried,
+            ),
+        ):
+            yield CounterMetricFamily(name, documentation, value=value)

@@ -121,6 +121,9 @@ async def test_confirmed_webhook_answers_reply_and_counts(rig: Rig, aiohttp_clie
     assert 'vpnshop_payments_confirmed_amount_minor_total{currency="RUB",provider="fake"}' in text
     assert "vpnshop_outbox_pending_jobs 2.0" in text  # notify customer + apply subscription
     assert 'vpnshop_webhook_duration_seconds_count{provider="fake"} 1.0' in text
+    assert "vpnshop_settle_batches_total 1.0" in text  # the store's group commit
+    assert "vpnshop_settle_confirmations_total 1.0" in text
+    assert "vpnshop_settle_batches_retried_total 0.0" in text
 
 
 async def test_status_mapping_of_refusals(rig: Rig, aiohttp_client) -> None:

@@ -54,8 +54,11 @@ class GroupCommit(Generic[I, R]):
         self._name = name
         self._queue: collections.deque[_Waiting[I, R]] = collections.deque()
         self._drains: set[asyncio.Task[None]] = set()
-        self.batches = 0  # batches run, and items in them (for tests and benchmarks)
+        # Counted for the metrics, tests and benchmarks: batches that ran (a batch that
+        # failed counts once in ``retried`` and then once per item run alone), and items.
+        self.batches = 0
         self.items = 0
+        self.retried = 0
 
     async def submit(self, item: I) -> R:
         """Run *item* in the next batch and return its result (or raise its exception).
@@ -104,6 +107,7 @@ class GroupCommit(Generic[I, R]):
             if len(items) == 1:
                 raise
             log.info("%s: a batch of %d failed (%s); running each alone", self._name, len(items), e)
+            self.retried += 1
         else:
             self.batches += 1
             self.items += len(items)
