@@ -53,7 +53,8 @@ class GroupCommit(Generic[I, R]):
         self._max_inflight = max_inflight
         self._name = name
         self._queue: collections.deque[_Waiting[I, R]] = collections.deque()
-        self._drains: set[asyncio.Task[None]] = set()
+        self._drains: set[asyncio.Task[None]] = set()  # for aclose() to wait on
+        self._draining = 0  # drains started and not yet stopped
         # Counted for the metrics, tests and benchmarks: batches that ran (a batch that
         # failed counts once in ``retried`` and then once per item run alone), and items.
         self.batches = 0
@@ -67,7 +68,11 @@ class GroupCommit(Generic[I, R]):
         applied or not together with the batch."""
         waiting: _Waiting[I, R] = _Waiting(item, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
-        if len(self._drains) < self._max_inflight:
+        if self._draining < self._max_inflight:
+            # Counted here and uncounted by the drain itself as it stops, in the same
+            # step in which it last saw an empty queue: counting done tasks instead
+            # would miss an item queued between a drain's end and its done callback.
+            self._draining += 1
             task = asyncio.create_task(self._drain(), name=self._name)
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
@@ -79,6 +84,12 @@ class GroupCommit(Generic[I, R]):
             await asyncio.gather(*self._drains, return_exceptions=True)
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        finally:
+            self._draining -= 1
+
+    async def _drain_queue(self) -> None:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
             try:
