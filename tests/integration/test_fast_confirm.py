@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -343,3 +344,40 @@ async def test_an_abandoned_confirmation_still_completes(sql_factory: Any) -> No
     await settler.aclose()
     async with shop.uow() as uow:
         assert await uow.ledger.balance(buyer, RUB) == Money(700, RUB)
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += _plan_nodes(child)
+    return nodes
+
+
+@pytest.mark.postgres
+async def test_the_batch_statement_finds_every_row_by_a_key(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The plan the settler's connections keep for the batch statement (generic, made
+    once, possibly while the tables are empty) reads no table whole: each row it touches
+    is found through an index, so a batch costs the same with ten payments stored or ten
+    million. A lookup added to the statement without an index fails here."""
+    import asyncpg
+
+    from vpnshop.adapters.storage.settle_pg import CONFIRM_BATCH_SQL, SETTLER_SESSION
+
+    url = make_database_url(request, "postgres", tmp_path)
+    conn = await asyncpg.connect(
+        url.replace("postgresql+asyncpg", "postgresql"), server_settings=SETTLER_SESSION
+    )
+    try:
+        await conn.execute("PREPARE confirm_batch AS " + CONFIRM_BATCH_SQL)
+        arity = len(set(re.findall(r"\$\d+", CONFIRM_BATCH_SQL)))
+        nulls = ", ".join(["NULL"] * arity)
+        explained = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE confirm_batch({nulls})")
+    finally:
+        await conn.close()
+    nodes = _plan_nodes(json.loads(explained)[0]["Plan"])
+    scanned = {n["Relation Name"] for n in nodes if "Relation Name" in n}
+    assert {"payments", "orders", "plans", "referrals"} <= scanned  # the plan was read
+    whole = [n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"]
+    assert whole == []
