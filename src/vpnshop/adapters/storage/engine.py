@@ -80,6 +80,16 @@ def _create(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
     )
 
 
+# What every SQLite connection to a shop's file runs first: the engine's and the payment
+# settler's (settle_sqlite) alike.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+)
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
@@ -89,12 +99,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # handling would BEGIN DEFERRED lazily, and a later write would need an upgrade).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=30000",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 

@@ -34,6 +34,7 @@ import attrs
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vpnshop.adapters.storage.engine import SQLITE_PRAGMAS
 from vpnshop.adapters.storage.group_commit import GroupCommit
 from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.money import Money
@@ -169,10 +170,10 @@ class SqlitePaymentSettler:
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
             try:
-                con = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+                con = sqlite3.connect(self._path, isolation_level=None)
                 con.row_factory = sqlite3.Row
-                con.execute("PRAGMA foreign_keys=ON")
-                con.execute("PRAGMA synchronous=NORMAL")
+                for pragma in SQLITE_PRAGMAS:
+                    con.execute(pragma)
             except sqlite3.Error as e:
                 raise StorageUnavailableError(f"database unavailable: {e}") from e
             self._connection = con
