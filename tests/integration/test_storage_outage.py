@@ -31,10 +31,7 @@ async def test_postgres_going_away_is_storage_unavailable(
     try:
         async with SqlAlchemyUnitOfWork(engine) as uow:
             assert await uow.customers.count() == 0  # a working connection first
-            pg_cluster._admin_execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = 'outage' AND pid <> pg_backend_pid()"
-            )
+            pg_cluster.terminate_connections("outage")
             with pytest.raises(StorageUnavailableError):
                 await uow.customers.count()
     finally:
@@ -106,10 +103,7 @@ async def test_the_postgres_settler_reports_an_outage_as_storage_unavailable(
     settler = PgPaymentSettler(engine)
     try:
         assert await settler.confirm(_confirmation(), datetime.now(UTC)) is None
-        pg_cluster._admin_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = 'settler_outage' AND pid <> pg_backend_pid()"
-        )
+        pg_cluster.terminate_connections("settler_outage")
         with pytest.raises(StorageUnavailableError):
             await settler.confirm(_confirmation(), datetime.now(UTC))
         assert await settler.confirm(_confirmation(), datetime.now(UTC)) is None

@@ -249,6 +249,15 @@ class PostgresCluster:
         """Drop database ``name`` if it exists, disconnecting its sessions."""
         self._admin_execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
 
+    def terminate_connections(self, database: str) -> None:
+        """Cut off every session connected to ``database``, as a server restart or a
+        network failure would, leaving the database itself in place."""
+        self._admin_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+
     def start(self) -> Self:
         """Create the cluster and start the server; returns once it accepts connections."""
         with self._lock:
@@ -519,14 +528,15 @@ class PostgresCluster:
             env["USER"] = env["LOGNAME"] = self._user.pw_name
         return env
 
-    def _admin_execute(self, sql: str) -> None:
-        """Run one statement as the superuser, from any thread, inside or outside a loop."""
+    def _admin_execute(self, sql: str, *args: object) -> None:
+        """Run one statement (with ``$n`` arguments) as the superuser, from any thread,
+        inside or outside a loop."""
         dsn = self.dsn()
 
         async def execute() -> None:
             conn = await asyncpg.connect(dsn)
             try:
-                await conn.execute(sql)
+                await conn.execute(sql, *args)
             finally:
                 await conn.close()
 
