@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import SQL_BACKENDS, SqlFactory, make_database_url
 from tests.integration.shop import START, make_shop
 from vpnshop.adapters.storage.engine import create_engine
+from vpnshop.adapters.storage.settle_pg import CONFIRM_BATCH_SQL, PgPaymentSettler
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.money import RUB, Money
@@ -361,21 +362,18 @@ async def test_the_batch_statement_finds_every_row_by_a_key(
     once, possibly while the tables are empty) reads no table whole: each row it touches
     is found through an index, so a batch costs the same with ten payments stored or ten
     million. A lookup added to the statement without an index fails here."""
-    import asyncpg
-
-    from vpnshop.adapters.storage.settle_pg import CONFIRM_BATCH_SQL, SETTLER_SESSION
-
-    url = make_database_url(request, "postgres", tmp_path)
-    conn = await asyncpg.connect(
-        url.replace("postgresql+asyncpg", "postgresql"), server_settings=SETTLER_SESSION
-    )
+    engine = create_engine(make_database_url(request, "postgres", tmp_path))
+    settler = PgPaymentSettler(engine)
     try:
-        await conn.execute("PREPARE confirm_batch AS " + CONFIRM_BATCH_SQL)
-        arity = len(set(re.findall(r"\$\d+", CONFIRM_BATCH_SQL)))
-        nulls = ", ".join(["NULL"] * arity)
-        explained = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE confirm_batch({nulls})")
+        async with (await settler._connections()).acquire() as conn:  # its session, as is
+            await conn.execute("PREPARE confirm_batch AS " + CONFIRM_BATCH_SQL)
+            arity = len(set(re.findall(r"\$\d+", CONFIRM_BATCH_SQL)))
+            nulls = ", ".join(["NULL"] * arity)
+            explained = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE confirm_batch({nulls})")
+            await conn.execute("DEALLOCATE confirm_batch")
     finally:
-        await conn.close()
+        await settler.aclose()
+        await engine.dispose()
     nodes = _plan_nodes(json.loads(explained)[0]["Plan"])
     scanned = {n["Relation Name"] for n in nodes if "Relation Name" in n}
     assert {"payments", "orders", "plans", "referrals"} <= scanned  # the plan was read
