@@ -33,8 +33,9 @@ from vpnshop.domain.money import RUB, Money
 from vpnshop.domain.order import Order, OrderKind
 from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.ports.payments import EventKind, PaymentEvent
+from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.deps import Deps
-from vpnshop.services.payments import ConfirmPayment, Outcome
+from vpnshop.services.outcome import Outcome
 
 
 async def gather_bounded(jobs: list[Callable[[], Awaitable[object]]], limit: int) -> None:

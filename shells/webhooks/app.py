@@ -41,7 +41,7 @@ from vpnshop.ports.payments import (
     WebhookRequest,
 )
 from vpnshop.ports.storage import StorageUnavailableError
-from vpnshop.services.payments import Outcome
+from vpnshop.services.outcome import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -28,13 +28,15 @@ from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.ports.clock import Clock, IdGenerator
 from vpnshop.ports.panel import VpnPanel
 from vpnshop.ports.payments import PaymentGateway
+from vpnshop.services.balance_payments import PayFromBalance
+from vpnshop.services.checkout import StartCheckout
+from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps, no_kick
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
 from vpnshop.services.panel_events import HandlePanelEvent
-from vpnshop.services.payments import ConfirmPayment, PayFromBalance, StartCheckout
 from vpnshop.services.plans import ListPlans, LoadPlans
 from vpnshop.services.refunds import RecheckPending, RefundPayment
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings

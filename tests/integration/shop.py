@@ -13,12 +13,14 @@ from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.plansfile import EXAMPLE, load_plans_file
 from vpnshop.ports.storage import UnitOfWork
+from vpnshop.services.balance_payments import PayFromBalance
+from vpnshop.services.checkout import StartCheckout
+from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.outbox import OutboxWorker
 from vpnshop.services.panel import ApplySubscription
-from vpnshop.services.payments import ConfirmPayment, PayFromBalance, StartCheckout
 from vpnshop.services.plans import LoadPlans
 from vpnshop.services.refunds import RecheckPending, RefundPayment
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings

@@ -15,7 +15,7 @@ from vpnshop.domain.ledger import EntryKind
 from vpnshop.domain.money import RUB, Money
 from vpnshop.domain.payment import PaymentStatus
 from vpnshop.ports.storage import UnitOfWork
-from vpnshop.services.payments import Outcome
+from vpnshop.services.outcome import Outcome
 
 Factory = Callable[[], UnitOfWork]
 

@@ -11,7 +11,9 @@ from tests.integration.shop import ADMIN, START, Shop, make_shop
 from vpnshop.domain.actor import Actor, ActorKind
 from vpnshop.domain.errors import (
     AmountMismatchError,
+    CustomerBannedError,
     InsufficientFundsError,
+    NotFoundError,
     PromoError,
     TrialAlreadyUsedError,
     ValidationError,
@@ -24,7 +26,7 @@ from vpnshop.domain.promo import PromoCode, PromoKind
 from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.ports.payments import AmountOutOfRangeError, EventKind, ProviderStatus
 from vpnshop.ports.storage import UnitOfWork
-from vpnshop.services.payments import Outcome
+from vpnshop.services.outcome import Outcome
 
 Factory = Callable[[], UnitOfWork]
 
@@ -436,3 +438,28 @@ async def test_self_referral_and_cycles_are_dropped(shop: Shop) -> None:
     cid = await shop.customer(119, referrer_telegram_id=119)
     async with shop.uow() as uow:
         assert await uow.referrals.referrer_of(cid) is None
+
+
+async def test_missing_and_banned_customers_cannot_buy(shop: Shop) -> None:
+    """Checkout, paying from the balance and the trial refuse a missing or banned customer,
+    and store nothing for them."""
+    cid = await shop.customer(130)
+    await shop.credit(cid, Money(30000, RUB), kind=EntryKind.PROMO_CREDIT, key="c", actor=ADMIN)
+    async with shop.uow() as uow:
+        customer = await uow.customers.get(cid)
+        assert customer is not None
+        await uow.customers.update(customer.banned_as(True))
+        await uow.commit()
+    buyer = Actor.customer(130)
+    for who, error in ((cid, CustomerBannedError), (cid + 1000, NotFoundError)):
+        with pytest.raises(error):
+            await shop.checkout(who, "fake", plan_code="month")
+        with pytest.raises(error):
+            await shop.pay_from_balance(who, "month", RUB, actor=buyer)
+        with pytest.raises(error):
+            await shop.trial(who)
+    async with shop.uow() as uow:
+        assert await uow.ledger.balance(cid, RUB) == Money(30000, RUB)
+        assert await uow.subscriptions.for_customer(cid) == []
+        assert await uow.payments.recent(customer_id=cid) == []
+    assert shop.gateway.requests == []

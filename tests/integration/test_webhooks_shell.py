@@ -27,7 +27,7 @@ from vpnshop.domain.payment import PaymentStatus
 from vpnshop.gateways import build_gateways
 from vpnshop.plansfile import EXAMPLE, load_plans_file
 from vpnshop.ports.payments import PaymentEvent, ProviderUnavailableError, WebhookRequest
-from vpnshop.services.payments import ConfirmPayment
+from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.testing.fakes import FakeGateway, FakePanel
 
 DEAD_DATABASE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"  # nothing listens on port 1

@@ -1,4 +1,5 @@
-"""Customer use cases: registration (with referral and campaign attribution)."""
+"""Customer use cases: registration (with referral and campaign attribution), and the
+check every buying use case starts with."""
 
 from __future__ import annotations
 
@@ -8,12 +9,30 @@ import attrs
 
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.customer import Customer, normalise_language
-from vpnshop.domain.errors import ConflictError, ReferralError
+from vpnshop.domain.errors import (
+    ConflictError,
+    CustomerBannedError,
+    NotFoundError,
+    ReferralError,
+)
 from vpnshop.domain.referral import Referral, check_referral
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps, record
 
 log = logging.getLogger(__name__)
+
+
+async def buyable_customer(
+    uow: UnitOfWork, customer_id: int, *, refusal: str = "banned customers cannot buy"
+) -> Customer:
+    """The customer, if they may buy: raises NotFoundError when there is no such customer
+    and CustomerBannedError (with *refusal*) when they are banned."""
+    customer = await uow.customers.get(customer_id)
+    if customer is None:
+        raise NotFoundError(f"customer {customer_id}")
+    if customer.banned:
+        raise CustomerBannedError(refusal)
+    return customer
 
 
 async def referrer_chain_check(uow: UnitOfWork, referrer_id: int, referee_id: int) -> None:

@@ -1,5 +1,5 @@
 """Pricing: an order's amount is computed here, from stored plans and promos, never taken
-from a client."""
+from a client; and what its promo code allows when the order is paid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from vpnshop.domain.errors import NotFoundError, PromoError, ValidationError
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
 from vpnshop.domain.promo import normalise_code
-from vpnshop.ports.storage import UnitOfWork
+from vpnshop.ports.storage import PaymentContext, UnitOfWork
 from vpnshop.services.deps import Deps
 
 
@@ -68,3 +68,10 @@ def topup_order(deps: Deps, *, customer_id: int, amount: Money) -> Order:
         created_at=deps.now(),
     )
 
+
+async def promo_once(uow: UnitOfWork, ctx: PaymentContext) -> bool:
+    """Whether the order's promo code (if any) may be redeemed once per customer only."""
+    if not ctx.order.promo_code:
+        return True
+    promo = await uow.promos.get(ctx.order.promo_code)
+    return promo.once_per_customer if promo is not None else True

@@ -27,9 +27,11 @@ from vpnshop.ports.payments import (
     PaymentProviderError,
     ProviderStatus,
 )
+from vpnshop.services.balance_payments import BALANCE
+from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.deps import Deps, enqueue, record
 from vpnshop.services.ledger import post_entry
-from vpnshop.services.payments import BALANCE, ConfirmPayment, Outcome
+from vpnshop.services.outcome import Outcome
 from vpnshop.services.subscriptions import current_subscription
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ import attrs
 
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import (
-    CustomerBannedError,
     NotFoundError,
     TrialAlreadyUsedError,
     ValidationError,
@@ -15,6 +14,7 @@ from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.plan import Plan, TrafficReset
 from vpnshop.domain.subscription import Subscription, extend_or_start
 from vpnshop.ports.storage import UnitOfWork
+from vpnshop.services.customers import buyable_customer
 from vpnshop.services.deps import Deps, enqueue, record
 
 
@@ -114,11 +114,9 @@ class ActivateTrial:
             raise ValidationError("the free trial is switched off")
         now = self.deps.now()
         async with self.deps.uow() as uow:
-            customer = await uow.customers.get(customer_id)
-            if customer is None:
-                raise NotFoundError(f"customer {customer_id}")
-            if customer.banned:
-                raise CustomerBannedError("banned customers get no trial")
+            customer = await buyable_customer(
+                uow, customer_id, refusal="banned customers get no trial"
+            )
             if not await uow.trials.claim(customer_id, now):
                 raise TrialAlreadyUsedError("the trial has been used")
             await uow.customers.lock(customer_id)
