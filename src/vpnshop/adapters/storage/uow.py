@@ -10,7 +10,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from vpnshop.adapters.storage import settle_pg
-from vpnshop.adapters.storage.panel_users import SqlPanelUsers
 from vpnshop.adapters.storage.repositories import (
     SqlAudit,
     SqlCustomers,
@@ -18,6 +17,7 @@ from vpnshop.adapters.storage.repositories import (
     SqlLedger,
     SqlOrders,
     SqlOutbox,
+    SqlPanelUsers,
     SqlPayments,
     SqlPlans,
     SqlPromos,

@@ -1,9 +1,4 @@
-"""The cached view of panel users (``panel_users``) over SQLAlchemy Core.
-
-``SqlAlchemyPanelUnitOfWork`` is ``SqlAlchemyUnitOfWork`` plus ``panel_users``; it
-satisfies :class:`vpnshop.ports.storage.PanelUnitOfWork`. (When the base unit of work
-gains the attribute itself, the subclass can go.)
-"""
+"""The cached view of panel users (``panel_users``), one row per subscription."""
 
 from __future__ import annotations
 

@@ -1,0 +1,39 @@
+"""Rows and the base of every repository over one connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Row = Any
+
+
+class _Prefixed:
+    """Attribute access to the columns of a joined row that carry a label prefix."""
+
+    def __init__(self, mapping: Mapping[Any, Any], prefix: str) -> None:
+        self._m = mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._m[self._prefix + name]
+
+
+class _Repo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._pg = conn.dialect.name == "postgresql"
+
+    def _insert(self, table: sa.Table) -> Any:
+        """A dialect insert, so ``on_conflict_do_nothing`` is available on both engines."""
+        return (postgresql.insert if self._pg else sqlite.insert)(table)
+
+    async def _one(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Row | None:
+        return (await self._conn.execute(stmt, params)).first()
+
+    async def _all(self, stmt: Any) -> Sequence[Row]:
+        return (await self._conn.execute(stmt)).all()

@@ -1,0 +1,94 @@
+"""Customers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from vpnshop.adapters.storage import tables as t
+from vpnshop.adapters.storage.repositories.base import Row, _Repo
+from vpnshop.domain.customer import Customer
+from vpnshop.domain.errors import ConflictError
+
+
+def _customer(r: Row) -> Customer:
+    return Customer(
+        id=r.id,
+        telegram_id=r.telegram_id,
+        language=r.language,
+        username=r.username,
+        referrer_id=r.referrer_id,
+        campaign=r.campaign,
+        banned=r.banned,
+        deleted_at=r.deleted_at,
+        created_at=r.created_at,
+    )
+
+
+def _customer_values(c: Customer) -> dict[str, Any]:
+    return {
+        "telegram_id": c.telegram_id,
+        "language": c.language,
+        "username": c.username,
+        "referrer_id": c.referrer_id,
+        "campaign": c.campaign,
+        "banned": c.banned,
+        "deleted_at": c.deleted_at,
+        "created_at": c.created_at,
+    }
+
+
+class SqlCustomers(_Repo):
+    async def add(self, customer: Customer) -> Customer:
+        stmt = (
+            self._insert(t.customers)
+            .values(**_customer_values(customer))
+            .on_conflict_do_nothing(index_elements=["telegram_id"])
+            .returning(t.customers.c.id)
+        )
+        row = await self._one(stmt)
+        if row is None:
+            raise ConflictError(f"customer with Telegram id {customer.telegram_id} exists")
+        return Customer(**{**_customer_values(customer), "id": row.id})
+
+    async def get(self, customer_id: int) -> Customer | None:
+        row = await self._one(sa.select(t.customers).where(t.customers.c.id == customer_id))
+        return _customer(row) if row else None
+
+    async def by_telegram_id(self, telegram_id: int) -> Customer | None:
+        row = await self._one(
+            sa.select(t.customers).where(t.customers.c.telegram_id == telegram_id)
+        )
+        return _customer(row) if row else None
+
+    async def lock(self, customer_id: int) -> None:
+        if self._pg:
+            await self._conn.execute(
+                sa.select(t.customers.c.id)
+                .where(t.customers.c.id == customer_id)
+                # NO KEY UPDATE: it must not conflict with the KEY SHARE locks that inserts
+                # of rows referencing the customer take (that would deadlock).
+                .with_for_update(key_share=True)
+            )
+
+    async def update(self, customer: Customer) -> None:
+        values = _customer_values(customer)
+        del values["created_at"]
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(
+                    sa.update(t.customers).where(t.customers.c.id == customer.id).values(**values)
+                )
+        except IntegrityError as e:
+            raise ConflictError(
+                f"Telegram id {customer.telegram_id} belongs to another customer"
+            ) from e
+
+    async def count(self) -> int:
+        return int(
+            (
+                await self._conn.execute(sa.select(sa.func.count()).select_from(t.customers))
+            ).scalar_one()
+        )

@@ -1,0 +1,113 @@
+"""The outbox: jobs added idempotently, claimed under a lease, completed, retried or
+parked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from vpnshop.adapters.storage import tables as t
+from vpnshop.adapters.storage.repositories.base import Row, _Repo
+from vpnshop.domain.outbox import JobStatus, OutboxJob
+
+
+def _job(r: Row) -> OutboxJob:
+    return OutboxJob(
+        id=r.id,
+        kind=r.kind,
+        payload=dict(r.payload),
+        dedupe_key=r.dedupe_key,
+        due_at=r.due_at,
+        status=JobStatus(r.status),
+        attempts=r.attempts,
+        last_error=r.last_error,
+        created_at=r.created_at,
+        locked_until=r.locked_until,
+    )
+
+
+class SqlOutbox(_Repo):
+    async def add(self, job: OutboxJob) -> bool:
+        row = await self._one(
+            self._insert(t.outbox)
+            .values(
+                kind=job.kind,
+                payload=dict(job.payload),
+                dedupe_key=job.dedupe_key,
+                status=job.status.value,
+                attempts=job.attempts,
+                due_at=job.due_at,
+                last_error=job.last_error,
+                created_at=job.created_at or job.due_at,
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(t.outbox.c.id)
+        )
+        return row is not None
+
+    async def claim(
+        self,
+        now: datetime,
+        lease_until: datetime,
+        limit: int = 10,
+        kinds: Sequence[str] | None = None,
+    ) -> list[OutboxJob]:
+        o = t.outbox.c
+        due = (
+            sa.select(o.id)
+            .where(
+                o.status == JobStatus.PENDING.value,
+                o.due_at <= now,
+                sa.or_(o.locked_until.is_(None), o.locked_until <= now),
+            )
+            .order_by(o.due_at, o.id)
+            .limit(limit)
+        )
+        if kinds:
+            due = due.where(o.kind.in_(list(kinds)))
+        if self._pg:
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            sa.update(t.outbox)
+            .where(o.id.in_(due.scalar_subquery()))
+            .values(locked_until=lease_until, attempts=o.attempts + 1)
+            .returning(t.outbox)
+        )
+        rows = await self._all(stmt)
+        return sorted((_job(r) for r in rows), key=lambda j: (j.due_at, j.id or 0))
+
+    async def complete(self, job_id: int) -> None:
+        await self._set(job_id, status=JobStatus.DONE.value, locked_until=None)
+
+    async def retry(self, job_id: int, due_at: datetime, error: str) -> None:
+        await self._set(job_id, due_at=due_at, last_error=error[:2000], locked_until=None)
+
+    async def park(self, job_id: int, error: str) -> None:
+        await self._set(
+            job_id, status=JobStatus.PARKED.value, last_error=error[:2000], locked_until=None
+        )
+
+    async def _set(self, job_id: int, **values: Any) -> None:
+        await self._conn.execute(
+            sa.update(t.outbox).where(t.outbox.c.id == job_id).values(**values)
+        )
+
+    async def get(self, job_id: int) -> OutboxJob | None:
+        row = await self._one(sa.select(t.outbox).where(t.outbox.c.id == job_id))
+        return _job(row) if row else None
+
+    async def pending_count(self) -> int:
+        stmt = sa.select(sa.func.count()).where(t.outbox.c.status == JobStatus.PENDING.value)
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def parked(self, limit: int = 50) -> list[OutboxJob]:
+        stmt = (
+            sa.select(t.outbox)
+            .where(t.outbox.c.status == JobStatus.PARKED.value)
+            .order_by(t.outbox.c.id.desc())
+            .limit(limit)
+        )
+        return [_job(r) for r in await self._all(stmt)]

@@ -1,0 +1,133 @@
+"""Subscriptions, and the once-ever trial claim."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from vpnshop.adapters.storage import tables as t
+from vpnshop.adapters.storage.repositories.base import Row, _Repo
+from vpnshop.domain.errors import ConflictError
+from vpnshop.domain.plan import TrafficReset
+from vpnshop.domain.subscription import Subscription
+
+
+def _subscription(r: Row) -> Subscription:
+    return Subscription(
+        id=r.id,
+        customer_id=r.customer_id,
+        plan_code=r.plan_code,
+        expires_at=r.expires_at,
+        traffic_limit_bytes=r.traffic_limit_bytes,
+        traffic_reset=TrafficReset(r.traffic_reset),
+        device_limit=r.device_limit,
+        squads=tuple(r.squads),
+        is_trial=r.is_trial,
+        enabled=r.enabled,
+        auto_renew=r.auto_renew,
+        panel_key=r.panel_key,
+        panel_username=r.panel_username,
+        subscription_url=r.subscription_url,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+def _subscription_values(s: Subscription) -> dict[str, Any]:
+    return {
+        "customer_id": s.customer_id,
+        "plan_code": s.plan_code,
+        "expires_at": s.expires_at,
+        "traffic_limit_bytes": s.traffic_limit_bytes,
+        "traffic_reset": s.traffic_reset.value,
+        "device_limit": s.device_limit,
+        "squads": list(s.squads),
+        "is_trial": s.is_trial,
+        "enabled": s.enabled,
+        "auto_renew": s.auto_renew,
+        "panel_key": s.panel_key,
+        "panel_username": s.panel_username,
+        "subscription_url": s.subscription_url,
+        "created_at": s.created_at or s.expires_at,
+        "updated_at": s.updated_at or s.created_at or s.expires_at,
+    }
+
+
+class SqlSubscriptions(_Repo):
+    async def add(self, subscription: Subscription) -> Subscription:
+        values = _subscription_values(subscription)
+        row = await self._one(
+            self._insert(t.subscriptions)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+            .returning(t.subscriptions)
+        )
+        if row is None:
+            raise ConflictError(f"customer {subscription.customer_id} has a subscription")
+        return _subscription(row)
+
+    async def get(self, subscription_id: int, *, for_update: bool = False) -> Subscription | None:
+        stmt = sa.select(t.subscriptions).where(t.subscriptions.c.id == subscription_id)
+        if for_update and self._pg:
+            stmt = stmt.with_for_update()
+        row = await self._one(stmt)
+        return _subscription(row) if row else None
+
+    async def for_customer(self, customer_id: int) -> list[Subscription]:
+        stmt = (
+            sa.select(t.subscriptions)
+            .where(t.subscriptions.c.customer_id == customer_id)
+            .order_by(t.subscriptions.c.id.desc())
+        )
+        return [_subscription(r) for r in await self._all(stmt)]
+
+    async def update(self, subscription: Subscription) -> None:
+        values = _subscription_values(subscription)
+        del values["created_at"]
+        await self._conn.execute(
+            sa.update(t.subscriptions)
+            .where(t.subscriptions.c.id == subscription.id)
+            .values(**values)
+        )
+
+    async def set_panel_link(
+        self,
+        subscription_id: int,
+        *,
+        panel_key: str,
+        panel_username: str,
+        subscription_url: str | None,
+    ) -> None:
+        await self._conn.execute(
+            sa.update(t.subscriptions)
+            .where(t.subscriptions.c.id == subscription_id)
+            .values(
+                panel_key=panel_key,
+                panel_username=panel_username,
+                subscription_url=subscription_url,
+            )
+        )
+
+    async def expiring_between(self, start: datetime, end: datetime) -> list[Subscription]:
+        stmt = (
+            sa.select(t.subscriptions)
+            .where(t.subscriptions.c.expires_at >= start, t.subscriptions.c.expires_at < end)
+            .order_by(t.subscriptions.c.expires_at)
+        )
+        return [_subscription(r) for r in await self._all(stmt)]
+
+
+class SqlTrials(_Repo):
+    async def claim(self, customer_id: int, now: datetime) -> bool:
+        stmt = (
+            self._insert(t.trials)
+            .values(customer_id=customer_id, claimed_at=now)
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+            .returning(t.trials.c.customer_id)
+        )
+        return await self._one(stmt) is not None
+
+    async def reset(self, customer_id: int) -> None:
+        await self._conn.execute(sa.delete(t.trials).where(t.trials.c.customer_id == customer_id))
