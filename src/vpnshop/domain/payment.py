@@ -8,7 +8,6 @@ from typing import Final
 
 import attrs
 
-from vpnshop.domain.errors import IllegalTransitionError
 from vpnshop.domain.money import Money
 
 
@@ -77,14 +76,6 @@ class Payment:
     saved_method_id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-    def transitioned(self, dst: PaymentStatus, now: datetime) -> Payment:
-        """The payment in *dst*; raises IllegalTransitionError when the machine forbids it."""
-        if not can_transition(self.status, dst):
-            raise IllegalTransitionError(
-                f"payment {self.id}: {self.status.value} -> {dst.value} is not allowed"
-            )
-        return attrs.evolve(self, status=dst, updated_at=now)
 
     @property
     def refundable(self) -> Money:
