@@ -1,7 +1,7 @@
 """The storage port: a unit of work with one repository per aggregate.
 
 Contract (the same for the in-memory fake, SQLite and PostgreSQL, proven by
-``tests/contract/test_storage.py``):
+``tests/contract/storage/``):
 
 * ``async with uow_factory() as uow:`` opens one transaction. Nothing is kept unless
   ``await uow.commit()`` is called; leaving the block otherwise (or by an exception) rolls

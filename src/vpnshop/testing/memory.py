@@ -1,6 +1,6 @@
 """An in-memory implementation of the storage port (``vpnshop.ports.storage``).
 
-It keeps exactly the documented semantics, proven by ``tests/contract/test_storage.py``
+It keeps exactly the documented semantics, proven by ``tests/contract/storage/``
 against it and the real databases:
 
 * A unit of work takes the store's lock in ``__aenter__`` and keeps it until
