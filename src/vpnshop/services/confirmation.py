@@ -53,14 +53,17 @@ class ConfirmPayment:
     deps: Deps
     referral: ReferralPolicy = attrs.field(factory=ReferralPolicy)
     settler: PaymentSettler | None = None  # the store's two-statement fast path, if any
+    # Built from the fields above (also by attrs.evolve), so they never disagree with them.
     subscription_paid: ApplyProviderSubscriptionPayment = attrs.field(
+        init=False,
         default=attrs.Factory(
             lambda self: ApplyProviderSubscriptionPayment(self.deps, self.referral),
             takes_self=True,
-        )
+        ),
     )
     subscription_cancelled: CancelProviderSubscription = attrs.field(
-        default=attrs.Factory(lambda self: CancelProviderSubscription(self.deps), takes_self=True)
+        init=False,
+        default=attrs.Factory(lambda self: CancelProviderSubscription(self.deps), takes_self=True),
     )
 
     async def __call__(self, event: PaymentEvent) -> Outcome:
