@@ -463,3 +463,38 @@ async def test_missing_and_banned_customers_cannot_buy(shop: Shop) -> None:
         assert await uow.subscriptions.for_customer(cid) == []
         assert await uow.payments.recent(customer_id=cid) == []
     assert shop.gateway.requests == []
+
+
+async def test_provider_subscription_cancellation_keeps_the_paid_time(shop: Shop) -> None:
+    """A provider-run subscription's cancellation tells the customer once, is audited, and
+    leaves the days already paid for; for an unknown customer it changes nothing."""
+    started = shop.gateway.event(
+        EventKind.SUBSCRIPTION_STARTED,
+        telegram_id=131,
+        product="month",
+        amount=Money(19900, RUB),
+        dedupe_key="trib:1:131:start",
+    )
+    assert await shop.confirm(started) is Outcome.CONFIRMED
+    cancelled = shop.gateway.event(
+        EventKind.SUBSCRIPTION_CANCELLED,
+        telegram_id=131,
+        product="month",
+        dedupe_key="trib:1:131:cancel",
+    )
+    assert await shop.confirm(cancelled) is Outcome.CANCELED
+    assert await shop.confirm(cancelled) is Outcome.DUPLICATE
+    stranger = shop.gateway.event(
+        EventKind.SUBSCRIPTION_CANCELLED, telegram_id=132, dedupe_key="trib:1:132:cancel"
+    )
+    assert await shop.confirm(stranger) is Outcome.UNKNOWN
+    async with shop.uow() as uow:
+        customer = await uow.customers.by_telegram_id(131)
+        assert customer is not None and customer.id is not None
+        [sub] = await uow.subscriptions.for_customer(customer.id)
+        audit = await uow.audit.recent(subject=f"customer:{customer.id}")
+        assert await uow.customers.by_telegram_id(132) is None
+    assert sub.expires_at == START + timedelta(days=30)
+    assert [a.action for a in audit].count("subscription.cancelled") == 1
+    assert "notify:trib:1:131:cancel" in await shop.jobs(JobKind.NOTIFY_CUSTOMER)
+    assert not [k for k in await shop.jobs() if "132" in k]
