@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpnshop.adapters.storage import tables as t
+from vpnshop.adapters.storage.repositories.base import _Repo
 from vpnshop.domain.panel import PanelStatus, PanelUserView
 
 if TYPE_CHECKING:
@@ -44,12 +44,8 @@ def _view(r: Any) -> PanelUserView:
     )
 
 
-class SqlPanelUsers:
+class SqlPanelUsers(_Repo):
     """``upsert`` is one ``INSERT ... ON CONFLICT (subscription_id) DO UPDATE``."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-        self._pg = conn.dialect.name == "postgresql"
 
     async def upsert(self, view: PanelUserView) -> None:
         values = {
@@ -65,7 +61,7 @@ class SqlPanelUsers:
             "last_event": view.last_event,
             "updated_at": view.updated_at,
         }
-        insert = (postgresql.insert if self._pg else sqlite.insert)(t.panel_users).values(values)
+        insert = self._insert(t.panel_users).values(values)
         stmt = insert.on_conflict_do_update(
             index_elements=[t.panel_users.c.subscription_id],
             set_={name: insert.excluded[name] for name in _COLUMNS},
