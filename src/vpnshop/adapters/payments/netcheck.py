@@ -96,4 +96,3 @@ class IpAllowlist:
 
     def __str__(self) -> str:
         return ", ".join(str(n) for n in self.networks)
-
