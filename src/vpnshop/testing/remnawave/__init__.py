@@ -21,6 +21,13 @@ them) and on the panel's published contract for older versions:
 
 Test helpers (:meth:`add_user`, :meth:`set_traffic_used`, :meth:`add_hwid_device`,
 :meth:`set_expire_at`, :meth:`notify_expiration`, ...) change state directly.
+
+The package is one module per idea, assembled by mixins over ``base._Base`` (the state):
+``model`` (records, constants), ``issues`` (zod issues), ``index`` (the user table, indexed
+by every lookup key), ``rendering``, ``webhooks`` (and the expiry job), ``validation``,
+``transport`` (the HTTP entry, faults, authorization, routing), the handlers
+(``users_write``, ``users_read``, ``user_actions``, ``devices``, ``system``) and
+``emulator`` (life cycle, routes by version, test helpers).
 """
 
 from vpnshop.testing.remnawave.emulator import RemnawaveEmulator
