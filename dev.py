@@ -2,7 +2,7 @@
 """The developer entry point; needs nothing but Python 3.11+ and access to PyPI.
 
     python3 dev.py run     # create .venv, install vpnshop, run the shop on embedded SQLite
-    python3 dev.py test    # the whole suite: lint, types, architecture, tests (as CI runs it)
+    python3 dev.py test    # the whole suite: format, lint, types, architecture, docstrings, tests
     python3 dev.py bench   # the benchmarks in bench/
 
 The virtual environment is made once and refreshed when pyproject.toml changes.
@@ -49,10 +49,13 @@ def run(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     ensure_venv()
+    sources = ["src", "shells", "tests", "bench", "dev.py", "noxfile.py"]
     steps = [
-        [BIN / "ruff", "check", "src", "shells", "tests", "bench", "dev.py", "noxfile.py"],
+        [BIN / "ruff", "format", "--check", *sources],
+        [BIN / "ruff", "check", *sources],
         [BIN / "lint-imports"],
         [BIN / "mypy"],
+        [BIN / "interrogate", "tests"],  # every test_* has its one-sentence docstring
         [BIN / "python", "-m", "pytest", *args],
     ]
     for step in steps:

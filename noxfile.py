@@ -17,8 +17,11 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
-    session.run("ruff", "check", "src", "shells", "tests", "bench", "dev.py", "noxfile.py")
+    sources = ["src", "shells", "tests", "bench", "dev.py", "noxfile.py"]
+    session.run("ruff", "format", "--check", *sources)
+    session.run("ruff", "check", *sources)
     session.run("lint-imports")
+    session.run("interrogate", "tests")
 
 
 @nox.session

@@ -4,10 +4,10 @@ Each :class:`WebhookMetrics` owns a fresh ``CollectorRegistry``: nothing is regi
 prometheus-client's global registry, so any number of apps (tests, benchmarks) can live
 in one process without "duplicated timeseries" errors.
 
-Hook for the panel adapter: :meth:`WebhookMetrics.panel_call` is a plain
-``Callable[[str], None]``. Whoever builds the panel adapter may pass it in (for example as
-an ``on_call`` callback) and call it with ``"ok"``, ``"error"`` or ``"unavailable"``
-after each call; it increments ``vpnshop_panel_calls_total{outcome=...}``.
+:meth:`WebhookMetrics.panel_call` is the Remnawave adapter's ``on_call`` observer: the
+server passes it to ``bootstrap`` (``on_panel_call``), and the adapter calls it with
+``"ok"``, ``"error"`` or ``"unavailable"`` after each HTTP request to the panel (the
+outbox's calls, the API line detection), counted in ``vpnshop_panel_calls_total``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class WebhookMetrics:
         )
         self.panel_calls = Counter(
             "vpnshop_panel_calls",
-            "Calls to the VPN panel, by outcome (incremented through panel_call).",
+            "HTTP requests sent to the VPN panel (each retry counts), by outcome.",
             ["outcome"],
             registry=r,
         )

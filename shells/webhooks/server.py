@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from shells.webhooks.app import create_app
+from shells.webhooks.metrics import WebhookMetrics
 from shells.webhooks.panel import panel_routes
 from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import Settings
@@ -110,8 +111,9 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     try:
-        async with bootstrap(settings, kick=wake.set) as app:
-            web_app = create_app(app, extra_routes=panel_routes(app))
+        metrics = WebhookMetrics()
+        async with bootstrap(settings, kick=wake.set, on_panel_call=metrics.panel_call) as app:
+            web_app = create_app(app, metrics=metrics, extra_routes=panel_routes(app))
             web_app.cleanup_ctx.append(outbox_context(app, wake))
             runner, url = await start_site(
                 web_app, settings.webhooks_host, settings.webhooks_port

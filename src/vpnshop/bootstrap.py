@@ -93,14 +93,17 @@ async def prepare_database(engine: AsyncEngine, url: str) -> None:
 
 
 async def open_panel(
-    panel_settings: PanelSettings, stack: AsyncExitStack, clock: Clock | None = None
+    panel_settings: PanelSettings,
+    stack: AsyncExitStack,
+    clock: Clock | None = None,
+    on_call: Callable[[str], None] | None = None,
 ) -> VpnPanel:
     """Build the Remnawave adapter from the settings, start it (detecting the API line;
     an unsupported version or a refused token stops here with the adapter's message) and
-    let *stack* close it."""
+    let *stack* close it. *on_call* hears each HTTP call's outcome (metrics)."""
     from vpnshop.adapters.remnawave import RemnawavePanel
 
-    panel = RemnawavePanel(remnawave_settings(panel_settings), clock=clock)
+    panel = RemnawavePanel(remnawave_settings(panel_settings), clock=clock, on_call=on_call)
     stack.push_async_callback(panel.aclose)
     await panel.start()
     return panel
@@ -131,10 +134,12 @@ async def bootstrap(
     gateways: Mapping[str, PaymentGateway] | None = None,
     kick: Callable[[], None] = no_kick,
     migrate: bool = True,
+    on_panel_call: Callable[[str], None] | None = None,
 ) -> AsyncIterator[App]:
     """Build the application. *panel* and *gateways* may be given (tests, the demo);
     otherwise they are built from *settings* when configured (gateways: see
-    ``vpnshop.gateways.build_gateways``; pass ``gateways={}`` for none)."""
+    ``vpnshop.gateways.build_gateways``; pass ``gateways={}`` for none). *on_panel_call*
+    hears the outcome of each HTTP call the built panel makes (the process's metrics)."""
     async with AsyncExitStack() as stack:
         url = normalise_url(settings.database_url)
         engine = create_engine(url)
@@ -155,7 +160,7 @@ async def bootstrap(
             else PanelNaming()
         )
         if panel is None and settings.panel is not None:
-            panel = await open_panel(settings.panel, stack, clock)
+            panel = await open_panel(settings.panel, stack, clock, on_panel_call)
         apply = ApplySubscription(deps, panel, naming) if panel is not None else None
         handle_panel_event = (
             HandlePanelEvent(deps, uow_factory, naming, shop_tag=settings.panel.tag)

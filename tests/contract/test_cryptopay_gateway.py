@@ -34,7 +34,7 @@ from vpnshop.ports.payments import (
 )
 from vpnshop.testing.cryptopay import CryptoPayEmulator
 
-# Fields aiocryptopay 0.4.8's Invoice model requires (facts file §2).
+# Fields aiocryptopay 0.4.8's Invoice model (aiocryptopay/models/invoice.py) requires.
 AIOCRYPTOPAY_REQUIRED = {
     "invoice_id", "status", "hash", "amount", "bot_invoice_url", "web_app_invoice_url",
     "mini_app_invoice_url", "created_at", "allow_comments", "allow_anonymous", "currency_type",

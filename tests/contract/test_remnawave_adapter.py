@@ -96,6 +96,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
 
 # -- the port ------------------------------------------------------------------------------
 async def test_adapter_satisfies_the_port(env: Env) -> None:
+    """RemnawavePanel satisfies the VpnPanel port and reports a healthy panel."""
     port: VpnPanel = env.panel  # mypy checks the structural match
     assert await port.health()
 
@@ -112,6 +113,8 @@ async def test_adapter_satisfies_the_port(env: Env) -> None:
     ],
 )
 async def test_info_detects_the_line(version: str, line: str, reported: str | None) -> None:
+    """info() detects the API line of every supported version, and the version itself where the
+    panel reports it (2.8 and later)."""
     async with open_env(version) as env:
         info = await env.panel.info()
         assert info.api_line == line
@@ -120,6 +123,8 @@ async def test_info_detects_the_line(version: str, line: str, reported: str | No
 
 @pytest.mark.parametrize("version", ["4.0.0", "2.2.0", "2.0.0", "1.6.16"])
 async def test_unsupported_versions_are_refused(version: str) -> None:
+    """start() refuses a panel older than 2.3 or newer than the 3.x line with PanelVersionError
+    naming the supported range."""
     async with RemnawaveEmulator(version) as emu:
         panel = RemnawavePanel(settings_for(emu))
         with pytest.raises(PanelVersionError) as caught:
@@ -135,6 +140,8 @@ async def test_unsupported_versions_are_refused(version: str) -> None:
 
 
 async def test_fixed_line_is_used_and_checked() -> None:
+    """A configured api_line is used without probing, and a panel on the other line is refused at
+    start with a message naming api_line."""
     async with RemnawaveEmulator("3.3.2") as emu:
         async with RemnawavePanel(settings_for(emu, api_line="3")) as panel:
             assert (await panel.info()).api_line == "3"
@@ -154,6 +161,8 @@ async def test_fixed_line_is_used_and_checked() -> None:
 
 # -- apply -----------------------------------------------------------------------------------
 async def test_apply_creates_a_matching_user(env: Env) -> None:
+    """apply() of a new access creates one panel user with every field of the access, and returns it
+    with the panel's key, link and millisecond expiry."""
     ext = env.emu.add_external_squad("EU")
     extra = env.emu.add_squad("Premium")
     expires = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -189,6 +198,8 @@ async def test_apply_creates_a_matching_user(env: Env) -> None:
 
 
 async def test_apply_is_idempotent(env: Env) -> None:
+    """Applying the same access again, with or without its key, writes nothing and returns the same
+    user."""
     access = env.access(1, telegram_id=5, device_limit=2, description="d")
     first = await env.panel.apply(access)
     mark = env.mark()
@@ -201,6 +212,8 @@ async def test_apply_is_idempotent(env: Env) -> None:
 
 
 async def test_apply_updates_only_what_differs(env: Env) -> None:
+    """Applying a changed access sends one PATCH with only the changed fields (never username, tag
+    or status) and returns the updated user under the same key."""
     access = env.access(2, telegram_id=5, email="a@example.com")
     user = await env.panel.apply(access)
     mark = env.mark()
@@ -244,6 +257,8 @@ async def test_apply_updates_only_what_differs(env: Env) -> None:
 
 
 async def test_apply_disabled_and_enabled_again(env: Env) -> None:
+    """An access with enabled=False disables the panel user, and applying it enabled again makes it
+    ACTIVE."""
     access = env.access(3)
     user = await env.panel.apply(access)
     disabled = await env.panel.apply(attrs.evolve(access, key=user.key, enabled=False))
@@ -263,6 +278,8 @@ def _sent_expiries(env: Env) -> list[datetime]:
 
 
 async def test_expired_access_is_applied_disabled_without_a_past_expiry(env: Env) -> None:
+    """An expired access disables the user without sending a past expiry (the panel refuses one),
+    idempotently, and a new user created already expired gets a short future expiry."""
     access = env.access(4)
     user = await env.panel.apply(access)
     before = env.emu.user(user.key)["expireAt"]
@@ -286,6 +303,7 @@ async def test_expired_access_is_applied_disabled_without_a_past_expiry(env: Env
 
 
 async def test_expired_panel_user_is_reactivated_by_a_renewal(env: Env) -> None:
+    """Renewing an access whose panel user the panel expired makes that user ACTIVE again."""
     access = env.access(6)
     user = await env.panel.apply(access)
     env.emu.set_expire_at(user.key, datetime.now(UTC) - timedelta(minutes=1))
@@ -299,6 +317,8 @@ async def test_expired_panel_user_is_reactivated_by_a_renewal(env: Env) -> None:
 
 
 async def test_limited_status_is_left_to_the_panel(env: Env) -> None:
+    """A user the panel made LIMITED for traffic stays LIMITED when the unchanged access is applied,
+    with no write."""
     access = env.access(8, traffic_limit_bytes=1000)
     user = await env.panel.apply(access)
     env.emu.set_traffic_used(user.key, 1000)
@@ -311,6 +331,8 @@ async def test_limited_status_is_left_to_the_panel(env: Env) -> None:
 
 
 async def test_month_rolling_needs_2_7() -> None:
+    """The MONTH_ROLLING traffic reset is refused before any write on panels older than 2.7 and
+    applied from 2.7 on."""
     async with open_env("2.5.0") as env:
         with pytest.raises(PanelInvalidError, match="MONTH_ROLLING"):
             await env.panel.apply(env.access(1, traffic_reset=TrafficReset.MONTH_ROLLING))
@@ -322,6 +344,8 @@ async def test_month_rolling_needs_2_7() -> None:
 
 
 async def test_invalid_access_is_refused_before_any_write(env: Env) -> None:
+    """An access with an invalid username or another shop's tag raises PanelInvalidError before any
+    write; the shop's own tag is accepted."""
     with pytest.raises(PanelInvalidError, match="username"):
         await env.panel.apply(env.access(username="bad name"))
     with pytest.raises(PanelInvalidError, match="shop tag"):
@@ -333,6 +357,8 @@ async def test_invalid_access_is_refused_before_any_write(env: Env) -> None:
 
 
 async def test_unknown_squad_is_reported_as_invalid(env: Env) -> None:
+    """An unknown internal squad is reported as PanelInvalidError naming it, with the panel's A018
+    on create and A039 on update."""
     missing = "00000000-0000-4000-8000-000000000000"
     with pytest.raises(PanelInvalidError) as caught:
         await env.panel.apply(env.access(9, internal_squads=(missing,)))
@@ -382,6 +408,8 @@ async def test_duplicate_username_on_create_adopts_or_refuses(version: str, dup_
 
 @pytest.mark.parametrize("tag", [None, "OTHER_SHOP"])
 async def test_foreign_users_are_never_modified(env: Env, tag: str | None) -> None:
+    """A panel user without the shop's tag is never applied to, enabled, disabled, reset, revoked,
+    deleted or stripped of devices (PanelNotOwnedError, no write), but can be read."""
     foreign = env.emu.add_user("vs_20", tag=tag, telegram_id=77)
     key = str(foreign["id"]) if env.emu.line3 else foreign["uuid"]
     env.emu.add_hwid_device(key, "HWIDFOREIGN1")
@@ -408,6 +436,8 @@ async def test_foreign_users_are_never_modified(env: Env, tag: str | None) -> No
 
 
 async def test_link_takes_ownership(env: Env) -> None:
+    """link() puts the shop's tag on a foreign user (idempotently) so the shop may then manage it,
+    and raises PanelNotFoundError for an unknown key."""
     foreign = env.emu.add_user("vs_21", tag="LEGACY")
     key = str(foreign["id"]) if env.emu.line3 else foreign["uuid"]
     linked = await env.panel.link(key)
@@ -422,6 +452,8 @@ async def test_link_takes_ownership(env: Env) -> None:
 
 
 async def test_a_stale_key_never_touches_another_user(env: Env) -> None:
+    """An access stored with another user's key is applied to its own username, leaving the other
+    user unchanged."""
     other = await env.panel.apply(env.access(30))
     mine = await env.panel.apply(env.access(31, key=other.key))  # wrong key stored
     assert mine.username == "vs_31"
@@ -441,6 +473,8 @@ async def test_a_key_from_the_other_line_is_resolved_by_username(env: Env) -> No
 
 
 async def test_a_vanished_user_is_created_again(env: Env) -> None:
+    """When the user behind a stored key is gone from the panel, apply() creates it again under a
+    new key."""
     access = env.access(32)
     user = await env.panel.apply(access)
     env.emu.users_by_id.clear()
@@ -451,6 +485,8 @@ async def test_a_vanished_user_is_created_again(env: Env) -> None:
 
 # -- actions -----------------------------------------------------------------------------------
 async def test_enable_and_disable_are_idempotent(env: Env) -> None:
+    """Disabling a disabled or enabling an enabled user succeeds (the panel's A029/A030 are
+    absorbed) and emits no second event."""
     user = await env.panel.apply(env.access(40))
     assert (await env.panel.disable(user.key)).status is PanelStatus.DISABLED
     mark = env.mark()
@@ -463,6 +499,7 @@ async def test_enable_and_disable_are_idempotent(env: Env) -> None:
 
 
 async def test_reset_traffic(env: Env) -> None:
+    """reset_traffic() sets the used traffic to zero and keeps the lifetime traffic."""
     user = await env.panel.apply(env.access(41, traffic_limit_bytes=10_000))
     env.emu.set_traffic_used(user.key, 4_000)
     before = await env.panel.get(user.key)
@@ -474,6 +511,7 @@ async def test_reset_traffic(env: Env) -> None:
 
 
 async def test_revoke_issues_a_new_link(env: Env) -> None:
+    """revoke() gives the user a new short uuid and subscription link under the same key."""
     user = await env.panel.apply(env.access(42))
     revoked = await env.panel.revoke(user.key)
     assert revoked.short_uuid != user.short_uuid
@@ -483,6 +521,7 @@ async def test_revoke_issues_a_new_link(env: Env) -> None:
 
 
 async def test_delete_is_idempotent(env: Env) -> None:
+    """delete() removes the user, and deleting a missing or just-vanished user (A025) succeeds."""
     user = await env.panel.apply(env.access(43))
     await env.panel.delete(user.key)
     assert await env.panel.get(user.key) is None
@@ -501,6 +540,7 @@ async def test_delete_is_idempotent(env: Env) -> None:
 
 
 async def test_get_returns_none_when_missing(env: Env) -> None:
+    """get() returns None for an unknown or malformed key and the user for a known one."""
     assert await env.panel.get("987654") is None
     assert await env.panel.get("3b241101-e2bb-4255-8caf-4136c566a962") is None
     assert await env.panel.get("not a key") is None
@@ -512,6 +552,8 @@ async def test_get_returns_none_when_missing(env: Env) -> None:
 
 @pytest.mark.parametrize("version", ["3.3.2", "2.8.1", "2.4.0", "2.3.0"])
 async def test_find_by_telegram_id(version: str) -> None:
+    """find_by_telegram_id() asks the panel on every line and returns every user with that telegram
+    id, or an empty list (also when 2.3 answers 404 A062)."""
     async with open_env(version) as env:
         a = await env.panel.apply(env.access(50, telegram_id=555))
         env.emu.add_user("admin_made", telegram_id=555)
@@ -541,6 +583,8 @@ async def test_find_by_telegram_id(version: str) -> None:
 
 
 async def test_devices_and_remove_device(env: Env) -> None:
+    """devices() lists a user's HWID devices with their details, remove_device() removes one, and an
+    unknown user raises PanelNotFoundError."""
     user = await env.panel.apply(env.access(60, device_limit=5))
     assert await env.panel.devices(user.key) == []
     env.emu.add_hwid_device(
@@ -565,6 +609,8 @@ async def test_devices_and_remove_device(env: Env) -> None:
 
 
 async def test_squads_stats_and_health(env: Env) -> None:
+    """squads() lists squads with member counts, stats() counts users by status, and health() is
+    False while the panel is down."""
     premium = env.emu.add_squad("Premium")
     await env.panel.apply(env.access(61))
     squads = await env.panel.squads()
@@ -581,6 +627,8 @@ async def test_squads_stats_and_health(env: Env) -> None:
 
 # -- transport ---------------------------------------------------------------------------------
 async def test_sends_auth_forwarded_headers_api_key_and_cookies() -> None:
+    """Every request carries the bearer token, the forwarded headers, the X-Api-Key and the
+    configured cookies."""
     async with RemnawaveEmulator("3.3.2") as emu:
         panel = RemnawavePanel(settings_for(emu, x_api_key="caddy-key", cookies={"gate": "open"}))
         async with panel:
@@ -594,6 +642,8 @@ async def test_sends_auth_forwarded_headers_api_key_and_cookies() -> None:
 
 
 async def test_one_session_for_the_adapter_life(env: Env) -> None:
+    """The adapter uses one HTTP session for its whole life, closes it in aclose(), and refuses
+    calls afterwards with a message saying to start it."""
     session = env.panel._client._session
     await env.panel.apply(env.access(70))
     await env.panel.stats()
@@ -606,6 +656,8 @@ async def test_one_session_for_the_adapter_life(env: Env) -> None:
 
 
 async def test_missing_forwarded_headers_give_a_clear_error() -> None:
+    """A panel that drops the connection for missing forwarded headers gives
+    PanelConnectionDroppedError saying to send them or use https."""
     async with RemnawaveEmulator("3.3.2") as emu:
         panel = RemnawavePanel(settings_for(emu, forwarded_headers="never"))
         await panel.start(detect_now=False)
@@ -617,6 +669,7 @@ async def test_missing_forwarded_headers_give_a_clear_error() -> None:
 
 
 async def test_forwarded_header_check_can_be_switched_off() -> None:
+    """A panel whose proxy check is off is reached without forwarded headers."""
     async with (
         RemnawaveEmulator("3.3.2", require_forwarded_headers=False) as emu,
         RemnawavePanel(settings_for(emu, forwarded_headers="never")) as panel,
@@ -625,6 +678,8 @@ async def test_forwarded_header_check_can_be_switched_off() -> None:
 
 
 async def test_bad_token_is_unauthorized() -> None:
+    """A wrong token fails start() with PanelUnauthorizedError (401) after a single request, without
+    retries."""
     async with RemnawaveEmulator("3.3.2") as emu:
         panel = RemnawavePanel(settings_for(emu, token="wrong"))
         with pytest.raises(PanelUnauthorizedError) as caught:
@@ -635,6 +690,8 @@ async def test_bad_token_is_unauthorized() -> None:
 
 
 async def test_token_scopes_are_enforced() -> None:
+    """A token without the system scope still detects the line by probing, a write it may not do
+    raises PanelForbiddenError without retries, and health() counts a 403 as healthy."""
     async with (
         RemnawaveEmulator("3.3.2", token_scopes=["users:read"]) as emu,
         RemnawavePanel(settings_for(emu)) as panel,
@@ -653,6 +710,7 @@ async def test_token_scopes_are_enforced() -> None:
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 async def test_transient_failures_are_retried(env: Env, status: int) -> None:
+    """A 5xx or 429 answer is retried, and the call succeeds once the panel answers."""
     env.emu.fail(r"/system/stats", status, times=2, retry_after=0.01 if status == 429 else None)
     mark = env.mark()
     stats = await env.panel.stats()
@@ -661,6 +719,8 @@ async def test_transient_failures_are_retried(env: Env, status: int) -> None:
 
 
 async def test_retries_give_up_with_the_vendor_error(env: Env) -> None:
+    """When every retry fails, PanelUnavailableError carries the panel's last status, code and
+    message."""
     env.emu.fail(r"/system/stats", 500, times=None, error_code="A001", message="boom")
     mark = env.mark()
     with pytest.raises(PanelUnavailableError) as caught:
@@ -682,6 +742,7 @@ async def test_retries_give_up_with_the_vendor_error(env: Env) -> None:
     ],
 )
 async def test_client_errors_are_not_retried(env: Env, status: int, error: type[Exception]) -> None:
+    """A 4xx answer raises its port error after one request, without retries."""
     env.emu.fail(r"/system/stats", status, times=None)
     mark = env.mark()
     with pytest.raises(error):
@@ -690,6 +751,8 @@ async def test_client_errors_are_not_retried(env: Env, status: int, error: type[
 
 
 async def test_vendor_codes_are_carried(env: Env) -> None:
+    """Port errors carry the panel's error code, message and status, and validation issues name the
+    field and the panel's message."""
     user = await env.panel.apply(env.access(80))
     await env.panel.disable(user.key)
     line = env.panel._line
@@ -705,6 +768,8 @@ async def test_vendor_codes_are_carried(env: Env) -> None:
 
 
 async def test_a_hanging_panel_times_out() -> None:
+    """A panel that never answers raises PanelTimeoutError after the timeout, and calls work again
+    once it answers."""
     async with (
         RemnawaveEmulator("3.3.2") as emu,
         RemnawavePanel(settings_for(emu, timeout=0.2, retry_attempts=2)) as panel,
@@ -717,6 +782,8 @@ async def test_a_hanging_panel_times_out() -> None:
 
 
 async def test_a_down_panel_is_unavailable_and_start_survives_it() -> None:
+    """start() survives an unreachable panel, calls raise PanelUnavailableError while it is down,
+    and the line is detected once it is back."""
     async with RemnawaveEmulator("3.3.2") as emu:
         emu.down = True
         panel = RemnawavePanel(settings_for(emu))
@@ -729,6 +796,7 @@ async def test_a_down_panel_is_unavailable_and_start_survives_it() -> None:
 
 
 async def test_random_errors_are_absorbed_by_retries() -> None:
+    """With 30% random server errors, retries let repeated applies converge on exactly one user."""
     async with (
         RemnawaveEmulator("3.3.2", seed=7) as emu,
         RemnawavePanel(settings_for(emu, retry_attempts=8)) as panel,

@@ -215,12 +215,16 @@ async def _run(replayer: Replayer, clock: ManualClock, records: list[dict[str, A
 
 
 async def test_probe_requests_replay_identically(replay: Any) -> None:
+    """Replaying the recorded version-probe requests of a real 3.3.2 panel against the emulator
+    gives the recorded answers."""
     replayer, clock = replay
     problems = await _run(replayer, clock, _records(PROBE))
     assert not problems, "\n".join(problems)
 
 
 async def test_lifecycle_requests_replay_identically(replay: Any) -> None:
+    """Replaying the recorded user lifecycle of a real 3.3.2 panel (after its probe) against the
+    emulator gives the recorded answers."""
     replayer, clock = replay
     # The lifecycle run used the instance the probe had left behind.
     assert not await _run(replayer, clock, _records(PROBE))

@@ -68,6 +68,7 @@ async def v2() -> AsyncIterator[Client]:
 
 
 async def test_metadata_only_from_2_8() -> None:
+    """GET /system/metadata answers with the version from 2.8 on and the panel's 404 before."""
     for version, status in (("3.3.2", 200), ("2.8.1", 200), ("2.7.4", 404), ("2.3.0", 404)):
         async for call in _client(version):
             code, body = await call("GET", "/system/metadata")
@@ -83,6 +84,8 @@ async def test_metadata_only_from_2_8() -> None:
 
 
 async def test_3x_shapes(v3: Client) -> None:
+    """On 3.x users are keyed by numeric id without uuid, the 2.x-only routes are gone, stream and
+    extend exist, and DELETE answers 204 with no body."""
     code, created = await v3("POST", "/users", {"username": "abc", "expireAt": FUTURE})
     assert code == 201
     user = created["response"]
@@ -102,6 +105,8 @@ async def test_3x_shapes(v3: Client) -> None:
 
 
 async def test_2x_shapes(v2: Client) -> None:
+    """On 2.x users are keyed by uuid, by-id and by-telegram-id exist, validation errors are zod v3
+    issues, 3.x-only routes are missing, and DELETE answers isDeleted, then A025."""
     code, created = await v2("POST", "/users", {"username": "abc", "expireAt": FUTURE})
     assert code == 201
     user = created["response"]
@@ -131,6 +136,8 @@ async def test_2x_shapes(v2: Client) -> None:
 
 
 async def test_2_0_user_shape() -> None:
+    """A 2.0-2.2 panel renders users without id and userTraffic, with top-level traffic,
+    lastConnectedNode and happ."""
     async for call in _client("2.1.0"):
         _code, created = await call("POST", "/users", {"username": "abc", "expireAt": FUTURE})
         user = created["response"]
@@ -139,6 +146,7 @@ async def test_2_0_user_shape() -> None:
 
 
 async def test_month_rolling_from_2_7() -> None:
+    """The MONTH_ROLLING traffic strategy is refused before 2.7 and accepted from 2.7 on."""
     body = {"username": "abc", "expireAt": FUTURE, "trafficLimitStrategy": "MONTH_ROLLING"}
     for version, status in (("2.6.0", 400), ("2.7.0", 201), ("3.3.2", 201)):
         async for call in _client(version):
@@ -146,6 +154,8 @@ async def test_month_rolling_from_2_7() -> None:
 
 
 async def test_auth_scopes_and_public_routes() -> None:
+    """Without a token the answer is 401, a token without the route's scope gets 403, a token with
+    it passes, and the subscription info route is public."""
     async for call in _client("3.3.2", token_scopes=["users:read"]):
         assert await call("GET", "/users", auth=False) == (
             401,
@@ -168,11 +178,14 @@ async def test_auth_scopes_and_public_routes() -> None:
 
 
 async def test_scopes_do_not_exist_before_2_8() -> None:
+    """Before 2.8 a token's scopes are ignored: a read-only token may create users."""
     async for call in _client("2.7.4", token_scopes=["users:read"]):
         assert (await call("POST", "/users", {"username": "abc", "expireAt": FUTURE}))[0] == 201
 
 
 async def test_missing_forwarded_headers_drop_the_connection(v3: Client) -> None:
+    """Without both X-Forwarded-For and X-Forwarded-Proto: https the panel closes the connection
+    with no answer."""
     for headers in ({}, {"X-Forwarded-For": "1.2.3.4"}, {"X-Forwarded-Proto": "https"}):
         with pytest.raises(aiohttp.ServerDisconnectedError):
             await v3("GET", "/system/stats", headers=headers)
@@ -180,6 +193,8 @@ async def test_missing_forwarded_headers_drop_the_connection(v3: Client) -> None
 
 
 async def test_ids_are_used_up_by_failed_inserts() -> None:
+    """A create that fails past validation still uses up an id, a duplicate username answers A018
+    (local build) or A019 (stock), and a validation error uses none."""
     async for call in _client("3.3.2", duplicate_username_code="A018"):
         first = (await call("POST", "/users", {"username": "abc", "expireAt": FUTURE}))[1]
         code, dup = await call("POST", "/users", {"username": "abc", "expireAt": FUTURE})
@@ -195,6 +210,9 @@ async def test_ids_are_used_up_by_failed_inserts() -> None:
 
 
 async def test_enable_disable_revoke_and_expiry_rules(v3: Client) -> None:
+    """Enabling an enabled or disabling a disabled user is refused, PATCH accepts only ACTIVE or
+    DISABLED and no past expiry, and a revoke gives a new short uuid so the old subscription page
+    is gone."""
     user = (await v3("POST", "/users", {"username": "abc", "expireAt": FUTURE}))[1]["response"]
     uid = user["id"]
     assert (await v3("POST", f"/users/{uid}/actions/enable"))[1]["errorCode"] == "A030"
@@ -214,6 +232,8 @@ async def test_enable_disable_revoke_and_expiry_rules(v3: Client) -> None:
 
 
 async def test_the_expiry_scheduler_ticks_every_30_seconds() -> None:
+    """A user whose expiry passed is expired only at the next :00 or :30 tick (emitting
+    user.expired), and a future expiry set by PATCH reactivates it."""
     clock = ManualClock(datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC))
     async for call in _client("3.3.2", clock=clock):
         body = {"username": "abc", "expireAt": "2026-01-01T12:00:20.000Z"}
@@ -229,6 +249,8 @@ async def test_the_expiry_scheduler_ticks_every_30_seconds() -> None:
 
 
 async def test_fault_knobs(v3: Client) -> None:
+    """Each fault knob (fail with status, times, method and Retry-After; down; drop_connections;
+    latency; hang; error_rate) changes the answers as documented until cleared."""
     emu = v3.emu
     emu.fail(r"/system/stats", 429, times=1, retry_after=3)
     code, body = await v3("GET", "/system/stats")
@@ -262,6 +284,8 @@ async def test_fault_knobs(v3: Client) -> None:
 
 
 async def test_helpers(v3: Client) -> None:
+    """The test helpers add users, set traffic (LIMITED at the limit), add devices (refusing
+    duplicates), move expiry, and run the expiry job, emitting the panel's events."""
     emu = v3.emu
     user = emu.add_user("manual", tag="X", telegram_id=1, traffic_limit_bytes=100)
     uid = user["id"]
@@ -284,6 +308,8 @@ async def test_helpers(v3: Client) -> None:
 
 
 async def test_webhook_payload_shape_follows_the_version() -> None:
+    """A webhook payload has the keys of its version (scope from 2.5, meta from 2.4), a timestamp
+    header equal to its timestamp, and the compact JSON body that was signed."""
     for version, keys in (
         ("3.3.2", ["scope", "event", "timestamp", "data", "meta"]),
         ("2.5.0", ["scope", "event", "timestamp", "data", "meta"]),

@@ -75,6 +75,9 @@ def _settings(emu: RemnawaveEmulator) -> RemnawaveSettings:
 
 @pytest.mark.parametrize("version", ["3.3.2", "2.8.1", "2.5.0", "2.3.0"])
 async def test_panel_changes_arrive_as_verified_events(receiver: Receiver, version: str) -> None:
+    """Every change the adapter or a test makes on the panel, on each API line, reaches the webhook
+    receiver signed, verified and parsed into the right event, in order, with its user, device,
+    threshold and expiry details."""
     async with (
         RemnawaveEmulator(
             version, webhook_url=receiver.url, webhook_secret=SECRET, webhook_retry_delay=0.01
@@ -159,6 +162,7 @@ async def test_panel_changes_arrive_as_verified_events(receiver: Receiver, versi
 
 
 async def test_a_failed_handling_is_retried_by_the_panel(receiver: Receiver) -> None:
+    """A delivery the receiver fails is retried by the panel and the event is handled once."""
     receiver.fail_next = 1
     async with RemnawaveEmulator(
         webhook_url=receiver.url, webhook_secret=SECRET, webhook_retry_delay=0.01
@@ -171,6 +175,8 @@ async def test_a_failed_handling_is_retried_by_the_panel(receiver: Receiver) -> 
 
 
 async def test_a_retry_after_a_lost_answer_is_acknowledged_as_a_replay(receiver: Receiver) -> None:
+    """A retry of a delivery that was handled but whose 2xx was lost is acknowledged with 200 and
+    counted as a replay, not handled again."""
     receiver.fail_next = 1
     receiver.forget_on_failure = False  # handled, but the 2xx never reached the panel
     async with RemnawaveEmulator(
@@ -183,6 +189,8 @@ async def test_a_retry_after_a_lost_answer_is_acknowledged_as_a_replay(receiver:
 
 
 async def test_a_wrong_secret_is_refused(receiver: Receiver) -> None:
+    """A delivery signed with another secret is answered 400 and refused for its signature, and no
+    event is handled."""
     async with RemnawaveEmulator(
         webhook_url=receiver.url, webhook_secret="Q" * 64, webhook_attempts=1
     ) as emu:

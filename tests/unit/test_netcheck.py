@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from vpnshop.adapters.payments.netcheck import (
     InvalidAllowlistEntryError,
     IpAllowlist,
-    is_ip_allowed,
     parse_address,
 )
 
@@ -120,11 +119,13 @@ def test_bad_entries_are_config_errors(entry: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_one_off_helper() -> None:
-    """is_ip_allowed takes a plain list or a ready allowlist."""
-    assert is_ip_allowed("127.0.0.1", ["127.0.0.1"])
-    assert not is_ip_allowed("127.0.0.2", ["127.0.0.1"])
-    assert is_ip_allowed("2a02:5180::1", YOOKASSA)
+def test_allows_and_in_answer_alike() -> None:
+    """allows() and the ``in`` operator give the same answer; only a string can be inside."""
+    single = IpAllowlist(["127.0.0.1"])
+    assert single.allows("127.0.0.1") and "127.0.0.1" in single
+    assert not single.allows("127.0.0.2") and "127.0.0.2" not in single
+    assert YOOKASSA.allows("2a02:5180::1") and "2a02:5180::1" in YOOKASSA
+    assert not single.allows(None) and None not in single
 
 
 @given(st.ip_addresses(v=4), st.integers(min_value=0, max_value=32))

@@ -67,6 +67,8 @@ V3_USER = {
 
 
 def test_v3_user() -> None:
+    """A 3.x user object maps to a PanelUser with its numeric key, status, reset strategy, UTC
+    dates, squads, traffic, device limit and tag."""
     user = user_from_panel(V3_USER)
     assert user.key == "2"
     assert user.status is PanelStatus.ACTIVE
@@ -80,6 +82,8 @@ def test_v3_user() -> None:
 
 
 def test_v2_user_is_keyed_by_uuid() -> None:
+    """A user object that carries a uuid (the 2.x line) is keyed by that uuid, not by its numeric
+    id."""
     user = user_from_panel({**V3_USER, "uuid": "3b241101-e2bb-4255-8caf-4136c566a962"})
     assert user.key == "3b241101-e2bb-4255-8caf-4136c566a962"
 
@@ -95,6 +99,8 @@ def test_v2_user_is_keyed_by_uuid() -> None:
     ],
 )
 def test_unreadable_users(change: dict[str, object]) -> None:
+    """A user object with an unknown enum value, a missing required field or a wrong type raises
+    MappingError instead of becoming a half-filled PanelUser."""
     with pytest.raises(MappingError):
         user_from_panel({**V3_USER, **change})
     with pytest.raises(MappingError):
@@ -102,6 +108,8 @@ def test_unreadable_users(change: dict[str, object]) -> None:
 
 
 def test_dates() -> None:
+    """Panel timestamps parse to UTC (naive ones read as UTC) and format back as UTC with
+    milliseconds and Z; text that is no timestamp raises MappingError."""
     assert parse_dt("2027-01-01T03:00:00+03:00") == datetime(2027, 1, 1, tzinfo=UTC)
     assert parse_dt("2027-01-01T00:00:00") == datetime(2027, 1, 1, tzinfo=UTC)
     assert (
@@ -114,6 +122,8 @@ def test_dates() -> None:
 
 
 def test_stats() -> None:
+    """The system stats answer maps to the user total, the users by status, the users online now and
+    the nodes online."""
     stats = stats_from_panel(
         {
             "users": {"statusCounts": {"ACTIVE": 2, "DISABLED": 1}, "totalUsers": 3},
@@ -131,6 +141,8 @@ def _err(status: int, body: object, **kw: Any) -> Any:
 
 
 def test_error_translation() -> None:
+    """Each panel error answer becomes its port error (404 not found, 400 conflict or invalid, 401,
+    403, 5xx and 429 unavailable) keeping the vendor code, message, route and Retry-After."""
     biz = {
         "timestamp": "t",
         "path": "/api/users/2",

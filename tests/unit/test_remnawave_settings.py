@@ -20,6 +20,8 @@ def make(**kw: Any) -> RemnawaveSettings:
 
 
 def test_defaults() -> None:
+    """Settings left unset give the auto API line, the VPNSHOP tag, the vs_{subscription_id}
+    template, the /api root, and no forwarded headers over https."""
     s = make()
     assert s.api_line == "auto"
     assert s.shop_tag == "VPNSHOP"
@@ -29,6 +31,7 @@ def test_defaults() -> None:
 
 
 def test_secrets_are_not_in_repr() -> None:
+    """The X-Api-Key and the cookies never appear in the settings' repr or str."""
     s = make(x_api_key="caddy-SECRET", cookies={"session": "cookie-SECRET"})
     assert "SECRET" not in repr(s)
     assert "SECRET" not in str(s)
@@ -44,6 +47,8 @@ def test_secrets_are_not_in_repr() -> None:
     ],
 )
 def test_api_root_and_forwarded_headers(url: str, root: str, forwarded: bool) -> None:
+    """The API root is the base URL plus /api (once), and forwarded headers are sent to a plain-http
+    panel unless forced on or off."""
     s = make(base_url=url)
     assert s.api_root == root
     assert s.sends_forwarded_headers is forwarded
@@ -78,6 +83,8 @@ def test_api_root_and_forwarded_headers(url: str, root: str, forwarded: bool) ->
     ],
 )
 def test_bad_settings_are_refused(kw: dict[str, object]) -> None:
+    """An unusable URL, token, API line, tag, timeout, retry count, forwarded-headers mode or
+    username template raises RemnawaveConfigError at construction."""
     with pytest.raises(RemnawaveConfigError):
         make(**kw)
 
@@ -92,6 +99,8 @@ def test_bad_settings_are_refused(kw: dict[str, object]) -> None:
     ],
 )
 def test_usernames_are_always_valid_and_unique(template: str) -> None:
+    """Every accepted template gives usernames the panel accepts and distinct ones for distinct
+    subscriptions, up to the largest subscription id."""
     s = make(username_template=template)
     names = {s.username_for(i, i * 7) for i in range(0, 2000)}
     names |= {s.username_for(MAX_SUBSCRIPTION_ID - i, MAX_SUBSCRIPTION_ID) for i in range(10)}
@@ -100,5 +109,6 @@ def test_usernames_are_always_valid_and_unique(template: str) -> None:
 
 
 def test_username_for_refuses_negative_ids() -> None:
+    """username_for refuses a negative subscription id with ValueError."""
     with pytest.raises(ValueError):
         make().username_for(-1)

@@ -113,6 +113,8 @@ def _captured() -> list[dict[str, Any]]:
 
 
 def test_every_captured_delivery_verifies_and_parses() -> None:
+    """Each of the 124 deliveries captured from a real panel verifies on its raw bytes and parses to
+    its event, user and device, with the signature as dedupe key; other scopes are ignored."""
     deliveries = _captured()
     assert len(deliveries) == 16 + 108
     clock = Clock(T0)
@@ -164,6 +166,8 @@ def test_every_captured_delivery_verifies_and_parses() -> None:
 
 
 def test_captured_deliveries_fail_when_reserialised_or_wrong_secret() -> None:
+    """A captured delivery fails the signature check when its JSON is re-serialised or when checked
+    with another secret."""
     record = _captured()[3]
     headers = record["headers"]
     now = datetime.fromisoformat(headers["X-Remnawave-Timestamp"].replace("Z", "+00:00"))
@@ -176,6 +180,8 @@ def test_captured_deliveries_fail_when_reserialised_or_wrong_secret() -> None:
 
 # -- signature, window, replay -------------------------------------------------------------
 def test_a_valid_delivery_is_accepted() -> None:
+    """A correctly signed, fresh delivery is accepted with its signature, timestamp and signature-
+    based dedupe key."""
     body, headers = _delivery(_payload("user.created"))
     delivery = _verifier().verify(body, headers)
     assert delivery.signature == headers["X-Remnawave-Signature"]
@@ -184,6 +190,7 @@ def test_a_valid_delivery_is_accepted() -> None:
 
 
 def test_headers_are_case_insensitive() -> None:
+    """The signature and timestamp headers are found whatever their case."""
     body, headers = _delivery(_payload("user.created"))
     lowered = {k.lower(): v for k, v in headers.items()}
     assert _verifier().verify(body, lowered).timestamp == T0
@@ -200,6 +207,8 @@ def test_headers_are_case_insensitive() -> None:
     ],
 )
 def test_bad_signatures_are_refused(mutate: Any) -> None:
+    """A changed body or a wrong, non-hex, empty or missing signature raises WebhookSignatureError,
+    a DomainError with code panel_webhook_signature."""
     body, headers = mutate(*_delivery(_payload("user.created")))
     with pytest.raises(WebhookSignatureError) as caught:
         _verifier().verify(body, headers)
@@ -208,6 +217,7 @@ def test_bad_signatures_are_refused(mutate: Any) -> None:
 
 
 def test_uppercase_hex_signature_is_accepted() -> None:
+    """A signature in upper-case hex is accepted like the lower-case one."""
     body, headers = _delivery(_payload("user.created"))
     headers["X-Remnawave-Signature"] = headers["X-Remnawave-Signature"].upper()
     assert _verifier().verify(body, headers)
@@ -215,6 +225,8 @@ def test_uppercase_hex_signature_is_accepted() -> None:
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=6), timedelta(minutes=-6), timedelta(days=2)])
 def test_timestamps_outside_the_window_are_refused(offset: timedelta) -> None:
+    """A delivery more than five minutes from now, in either direction, raises
+    WebhookTimestampError, while one just inside the window is accepted."""
     body, headers = _delivery(_payload("user.created"))
     with pytest.raises(WebhookTimestampError):
         _verifier(T0 + offset).verify(body, headers)
@@ -224,12 +236,15 @@ def test_timestamps_outside_the_window_are_refused(offset: timedelta) -> None:
 
 
 def test_the_window_is_configurable() -> None:
+    """A wider configured window accepts a delivery older than the default five minutes."""
     body, headers = _delivery(_payload("user.created"))
     verifier = _verifier(T0 + timedelta(minutes=20), window=timedelta(minutes=30))
     assert verifier.verify(body, headers)
 
 
 def test_missing_or_unreadable_or_forged_timestamp_is_refused() -> None:
+    """A missing or unreadable timestamp header, or one that differs from the signed payload's
+    timestamp, raises WebhookTimestampError."""
     body, headers = _delivery(_payload("user.created"))
     with pytest.raises(WebhookTimestampError):
         _verifier().verify(body, {k: v for k, v in headers.items() if "Timestamp" not in k})
@@ -242,6 +257,8 @@ def test_missing_or_unreadable_or_forged_timestamp_is_refused() -> None:
 
 
 def test_a_replay_raises_a_distinct_error() -> None:
+    """The same delivery verified twice raises ReplayedWebhookError carrying its dedupe key, while a
+    different delivery still passes."""
     verifier = _verifier()
     body, headers = _delivery(_payload("user.created"))
     first = verifier.verify(body, headers)
@@ -256,6 +273,7 @@ def test_a_replay_raises_a_distinct_error() -> None:
 
 
 def test_forget_lets_a_retry_through() -> None:
+    """After forget(), the same delivery verifies again (a retry after a failed handling)."""
     verifier = _verifier()
     body, headers = _delivery(_payload("user.created"))
     delivery = verifier.verify(body, headers)
@@ -264,6 +282,8 @@ def test_forget_lets_a_retry_through() -> None:
 
 
 def test_replay_memory_is_bounded_and_expires() -> None:
+    """The verifier remembers at most max_remembered deliveries, and forgets those older than the
+    timestamp window."""
     clock = Clock(T0)
     verifier = RemnawaveWebhookVerifier(SECRET, clock=clock, max_remembered=3)
     keys = []
@@ -290,15 +310,19 @@ def test_replay_memory_is_bounded_and_expires() -> None:
 
 @pytest.mark.parametrize("secret", [None, "", "   "])
 def test_the_verifier_needs_a_secret(secret: str | None) -> None:
+    """A missing, empty or blank secret raises RemnawaveConfigError naming the secret."""
     with pytest.raises(RemnawaveConfigError, match="secret"):
         RemnawaveWebhookVerifier(secret)
 
 
 def test_the_secret_is_not_in_repr() -> None:
+    """The secret never appears in the verifier's repr."""
     assert SECRET not in repr(_verifier())
 
 
 def test_a_signed_but_malformed_body_is_refused_and_forgotten() -> None:
+    """A signed body that is not a JSON object, or an event whose data cannot be read, raises
+    MalformedWebhookError and is not remembered as seen."""
     verifier = _verifier()
     for raw in (b"not json", b"[1,2]"):
         headers = {
@@ -321,6 +345,8 @@ def _parse(payload: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("hours", [-72, -48, -24, 24])
 def test_user_expiration_meta(hours: int) -> None:
+    """user.expiration carries its meta hours as expiration_hours and the matching expires_in, with
+    the user."""
     event = _parse(_payload("user.expiration", meta={"expiration": hours}))
     assert event.type is PanelEventType.USER_EXPIRATION
     assert event.expiration_hours == hours
@@ -338,6 +364,8 @@ def test_user_expiration_meta(hours: int) -> None:
     ],
 )
 def test_legacy_expiry_warnings_map_to_the_same_event(name: str, hours: int) -> None:
+    """The pre-2.8 expiry warnings (expires_in_72/48/24_hours, expired_24_hours_ago) parse to
+    USER_EXPIRATION with the same hours as 2.8's meta."""
     # A 2.3 panel: no scope (before 2.5), no meta (before 2.4), uuid keys.
     data = _user(
         uuid="3b241101-e2bb-4255-8caf-4136c566a962", subLastUserAgent=None, subLastOpenedAt=None
@@ -352,6 +380,7 @@ def test_legacy_expiry_warnings_map_to_the_same_event(name: str, hours: int) -> 
 
 
 def test_user_expiration_without_meta_is_malformed() -> None:
+    """user.expiration without its meta raises MalformedWebhookError."""
     with pytest.raises(MalformedWebhookError):
         _parse(_payload("user.expiration", meta=None))
 
@@ -373,6 +402,8 @@ def test_user_expiration_without_meta_is_malformed() -> None:
     ],
 )
 def test_user_events(name: str) -> None:
+    """Each user event parses to its type with the user's key, username, traffic, online time,
+    telegram id, squads and time, and a threshold only for the bandwidth event."""
     event = _parse(_payload(name, data=_user(lastTriggeredThreshold=80)))
     assert event.type.value == name
     user = event.user
@@ -391,6 +422,7 @@ def test_user_events(name: str) -> None:
 
 
 def test_not_connected() -> None:
+    """user.not_connected parses with its notConnectedAfterHours meta."""
     event = _parse(_payload("user.not_connected", meta={"notConnectedAfterHours": 48}))
     assert event.type is PanelEventType.USER_NOT_CONNECTED
     assert event.not_connected_hours == 48
@@ -398,6 +430,7 @@ def test_not_connected() -> None:
 
 @pytest.mark.parametrize("name", ["user_hwid_devices.added", "user_hwid_devices.deleted"])
 def test_device_events(name: str) -> None:
+    """HWID device events parse to their type with the device's hwid and platform and the user."""
     device = {
         "hwid": "ABCDEF123456",
         "userId": 2,
@@ -423,6 +456,8 @@ def test_device_events(name: str) -> None:
 
 
 def test_2_0_user_shape_is_read() -> None:
+    """A 2.0-2.2 user object (uuid key, top-level traffic, no id or userTraffic) is read into the
+    same PanelUser."""
     data = _user(
         uuid="3b241101-e2bb-4255-8caf-4136c566a962",
         usedTrafficBytes=99,
@@ -466,6 +501,7 @@ def test_2_0_user_shape_is_read() -> None:
     ],
 )
 def test_unknown_events_are_ignored(payload: dict[str, Any]) -> None:
+    """Events of other scopes or unknown names parse as IGNORED, keeping their name."""
     event = _parse(payload)
     assert event.ignored
     assert event.type is PanelEventType.IGNORED
@@ -492,5 +528,7 @@ def test_unknown_events_are_ignored(payload: dict[str, Any]) -> None:
     ],
 )
 def test_malformed_payloads(payload: dict[str, Any]) -> None:
+    """A payload without event, with an empty event, a bad timestamp, no or unreadable data, or a
+    device event without its device raises MalformedWebhookError."""
     with pytest.raises(MalformedWebhookError):
         _parse(payload)

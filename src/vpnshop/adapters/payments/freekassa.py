@@ -18,7 +18,7 @@ Creating a payment
 Notifications
     FreeKassa POSTs a form (configure the notification method as POST: a GET notification
     has no body). :meth:`FreeKassaGateway.parse_webhook` checks, in order: the source
-    address against the allowlist (default: the list in the facts file, UNVERIFIED and
+    address against the allowlist (default: ``FREEKASSA_NOTIFICATION_IPS``, UNVERIFIED and
     configurable), the form (parsed from the raw body with ``parse_qs``; each of
     ``MERCHANT_ID, AMOUNT, MERCHANT_ORDER_ID, SIGN, intid`` exactly once), ``MERCHANT_ID``
     equal to ours, and ``SIGN == md5("MERCHANT_ID:AMOUNT:secret2:MERCHANT_ORDER_ID")``
@@ -79,8 +79,8 @@ from vpnshop.ports.payments import (
 PROVIDER: Final = "freekassa"
 FREEKASSA_API_URL: Final = "https://api.freekassa.com/v1"
 
-# Facts file §4: the list "currently used in code" (bedolaga); check it against FreeKassa's
-# docs before relying on it, hence configurable.
+# The list bedolaga's FreeKassa integration uses; check it against FreeKassa's docs before
+# relying on it, hence configurable.
 FREEKASSA_NOTIFICATION_IPS: Final[tuple[str, ...]] = (
     "168.119.157.136",
     "168.119.60.227",

@@ -96,10 +96,3 @@ class IpAllowlist:
 
     def __str__(self) -> str:
         return ", ".join(str(n) for n in self.networks)
-
-
-def is_ip_allowed(remote_ip: str | None, allowlist: Iterable[str] | IpAllowlist) -> bool:
-    """Convenience form of :meth:`IpAllowlist.allows` for a one-off check."""
-    if not isinstance(allowlist, IpAllowlist):
-        allowlist = IpAllowlist(allowlist)
-    return allowlist.allows(remote_ip)

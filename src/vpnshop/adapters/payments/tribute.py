@@ -37,8 +37,8 @@ UNVERIFIED (configurable, defaults are conservative):
   to donation links). The customer is identified by ``telegram_user_id`` in the webhook
   in any case;
 * whether ``amount`` is the gross price paid or the creator's share (the docs example has
-  ``price: 1000, amount: 700``). The event reports ``amount`` as the brief and the facts
-  file specify; the core decides how strictly to compare it.
+  ``price: 1000, amount: 700``). The event reports ``amount``, the field Tribute's webhook
+  docs name; the core decides how strictly to compare it.
 """
 
 from __future__ import annotations

@@ -43,10 +43,10 @@ Notifications
     body said ``succeeded``; ``waiting_for_capture`` (not expected: we create payments
     with ``capture: true``) is ``IGNORED``.
 
-    ``dedupe_key`` is YooKassa's object id (facts file §7.4): the payment id for payment
-    events, the refund id for refunds. IGNORED events get a key that also names the event
-    and the API status, so that recording an ignored event can never swallow the later,
-    real success of the same payment.
+    ``dedupe_key`` is the notification's ``object.id`` (YooKassa's webhook docs): the
+    payment id for payment events, the refund id for refunds. IGNORED events get a key that
+    also names the event and the API status, so that recording an ignored event can never
+    swallow the later, real success of the same payment.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ from vpnshop.ports.payments import (
 PROVIDER: Final = "yookassa"
 YOOKASSA_API_URL: Final = "https://api.yookassa.ru/v3"
 
-# https://yookassa.ru/developers/using-api/webhooks#ip (facts file §1). The SDK's own
+# https://yookassa.ru/developers/using-api/webhooks#ip, the list YooKassa publishes. The SDK's own
 # helper uses narrower IPv6 /64s; the documented /32 is what YooKassa publishes.
 YOOKASSA_NOTIFICATION_IPS: Final[tuple[str, ...]] = (
     "185.71.76.0/27",

@@ -1,6 +1,7 @@
 """Remnawave panel adapter: the ``VpnPanel`` port over the panel's REST API (2.3-2.8 and
 3.x), and the verifier/parser of its signed webhooks. See docs/remnawave.md."""
 
+from vpnshop.adapters.remnawave.client import PanelCallObserver, PanelCallOutcome
 from vpnshop.adapters.remnawave.errors import (
     PanelBadResponseError,
     PanelConnectionDroppedError,
@@ -14,6 +15,8 @@ from vpnshop.adapters.remnawave.webhooks import RemnawaveWebhookVerifier, Verifi
 
 __all__ = [
     "PanelBadResponseError",
+    "PanelCallObserver",
+    "PanelCallOutcome",
     "PanelConnectionDroppedError",
     "PanelRateLimitedError",
     "PanelTimeoutError",

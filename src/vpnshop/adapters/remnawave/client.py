@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -24,6 +24,14 @@ from vpnshop.adapters.remnawave.settings import RemnawaveSettings
 from vpnshop.ports.panel import PanelError, PanelUnavailableError
 
 log = logging.getLogger(__name__)
+
+#: The outcome of one HTTP exchange with the panel, as reported to a :data:`PanelCallObserver`:
+#: ``ok`` (2xx), ``unavailable`` (not reached, timed out, 5xx, 429: retried) or ``error``
+#: (any other refusal or an answer the shop cannot read).
+PanelCallOutcome = Literal["ok", "unavailable", "error"]
+#: Called once per HTTP request sent to the panel (each retry attempt is a request of its
+#: own) with its outcome; the webhooks process counts them in ``vpnshop_panel_calls_total``.
+PanelCallObserver = Callable[[PanelCallOutcome], None]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -59,9 +67,12 @@ class RemnawaveClient:
     subclass otherwise. Transient failures are retried with exponential backoff.
     """
 
-    def __init__(self, settings: RemnawaveSettings) -> None:
+    def __init__(
+        self, settings: RemnawaveSettings, *, on_call: PanelCallObserver | None = None
+    ) -> None:
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
+        self._on_call = on_call
 
     @property
     def started(self) -> bool:
@@ -126,8 +137,28 @@ class RemnawaveClient:
                 n = attempt.retry_state.attempt_number
                 if n > 1:
                     log.info("remnawave: retrying %s %s (attempt %d/%d)", method, path, n, attempts)
-                return await self._once(method, path, json_body, params)
+                return await self._observed(method, path, json_body, params)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _observed(
+        self,
+        method: str,
+        path: str,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> Any:
+        if self._on_call is None:
+            return await self._once(method, path, json_body, params)
+        try:
+            result = await self._once(method, path, json_body, params)
+        except PanelUnavailableError:
+            self._on_call("unavailable")
+            raise
+        except PanelError:
+            self._on_call("error")
+            raise
+        self._on_call("ok")
+        return result
 
     async def _once(
         self,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from vpnshop.adapters.remnawave.client import RemnawaveClient
+from vpnshop.adapters.remnawave.client import PanelCallObserver, RemnawaveClient
 from vpnshop.adapters.remnawave.detect import Detected, detect
 from vpnshop.adapters.remnawave.errors import PanelBadResponseError
 from vpnshop.adapters.remnawave.lines import ApiLine, ApiLine2, ApiLine3
@@ -86,9 +86,16 @@ class RemnawavePanel:
     and :meth:`aclose`. The instance owns one ``aiohttp.ClientSession`` for its life.
     """
 
-    def __init__(self, settings: RemnawaveSettings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: RemnawaveSettings,
+        *,
+        clock: Clock | None = None,
+        on_call: PanelCallObserver | None = None,
+    ) -> None:
+        """*on_call* hears the outcome of every HTTP request sent to the panel (metrics)."""
         self._settings = settings
-        self._client = RemnawaveClient(settings)
+        self._client = RemnawaveClient(settings, on_call=on_call)
         self._clock: Clock = clock or _UtcClock()
         self._detected: Detected | None = None
         self._line: ApiLine | None = None
