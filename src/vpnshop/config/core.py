@@ -26,7 +26,7 @@ from vpnshop.config.reader import (
     integer,
     networks,
     url,
-    words,
+    uuids,
 )
 from vpnshop.domain.errors import ValidationError
 from vpnshop.domain.panel import SHOP_TAG_PATTERN, check_username_template
@@ -166,7 +166,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         trial_days=r.get("TRIAL_DAYS", integer(0, 365), 3),
         trial_traffic_gb=r.get("TRIAL_TRAFFIC_GB", integer(0), 10),
         trial_device_limit=r.get("TRIAL_DEVICE_LIMIT", integer(0), 1),
-        trial_squads=r.get("TRIAL_SQUADS", words, ()),
+        trial_squads=r.get("TRIAL_SQUADS", uuids, ()),
         referral_percent=r.get("REFERRAL_PERCENT", integer(0, 100), 0),
         referral_bonus_days_referrer=r.get("REFERRAL_BONUS_DAYS_REFERRER", integer(0, 365), 0),
         referral_bonus_days_referee=r.get("REFERRAL_BONUS_DAYS_REFEREE", integer(0, 365), 0),

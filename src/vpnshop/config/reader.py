@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
@@ -138,6 +139,19 @@ def networks(value: str) -> tuple[str, ...]:
         return tuple(str(parse_network(v)) for v in words(value))
     except InvalidAllowlistEntryError as e:
         raise ValueError(str(e)) from None
+
+
+def uuids(value: str) -> tuple[str, ...]:
+    """Comma-separated uuids (the panel's squads)."""
+    found = []
+    for item in words(value):
+        try:
+            found.append(str(uuid.UUID(item)))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not a squad uuid (`vpnshop panel check` lists them)"
+            ) from None
+    return tuple(found)
 
 
 def choice(*options: str) -> Callable[[str], str]:
