@@ -138,9 +138,29 @@ def _panel(r: Reader, disabled: dict[str, str]) -> PanelSettings | None:
     )
 
 
+# Read by the test tooling, not by the shop; known so that they draw no warning.
+TOOLING_VARIABLES: Final = frozenset({"VPNSHOP_REQUIRE_POSTGRES"})
+
+
 def parse_settings(env: Mapping[str, str]) -> Settings:
     """Every setting parsed and checked; raises ConfigError listing every bad value."""
     r = Reader(env)
+    r.asked |= TOOLING_VARIABLES
+    settings = _read(r)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return attrs.evolve(settings, unknown=tuple(r.unknown()))
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``VPNSHOP_`` variable vpnshop reads (docs and .env.example are checked
+    against it)."""
+    r = Reader({})
+    _read(r)
+    return frozenset(r.asked)
+
+
+def _read(r: Reader) -> Settings:
     disabled: dict[str, str] = {}
     database_url = r.get("DATABASE_URL", _database_url, DEFAULT_DATABASE_URL)
     panel = _panel(r, disabled)
@@ -174,6 +194,4 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         sentry_dsn=r.secret("SENTRY_DSN"),
         disabled=disabled,
     )
-    if r.problems:
-        raise ConfigError(r.problems)
-    return attrs.evolve(settings, unknown=tuple(r.unknown()))
+    return settings
