@@ -116,8 +116,7 @@ async def reach_database(settings: Settings) -> CheckLine:
     return CheckLine(
         "database",
         "warn",
-        f"reachable, schema at {current or 'nothing'}, newest is {head}: "
-        "run `vpnshop db upgrade`",
+        f"reachable, schema at {current or 'nothing'}, newest is {head}: run `vpnshop db upgrade`",
     )
 
 

@@ -127,7 +127,7 @@ def _plan(item: Any, where: str) -> Plan:
 def _fields(item: Mapping[str, Any]) -> Plan:
     """The plan, each field checked with a message that names it."""
     if "code" not in item or not isinstance(item["code"], str):
-        raise PlansFileError("code: expected a string such as code = \"month\"")
+        raise PlansFileError('code: expected a string such as code = "month"')
     names = _table(item, "names")
     prices = _table(item, "prices")
     if "traffic_limit_bytes" in item and "traffic_limit_gb" in item:

@@ -158,9 +158,7 @@ def test_unknown_variables_are_reported_with_the_closest_name() -> None:
 def _documented(name: str, text: str) -> bool:
     parts = name.split("_")
     # docs/configuration.md shortens siblings: `VPNSHOP_TRIAL_TRAFFIC_GB`, `_DEVICE_LIMIT`.
-    return name in text or any(
-        f"`_{'_'.join(parts[i:])}`" in text for i in range(2, len(parts))
-    )
+    return name in text or any(f"`_{'_'.join(parts[i:])}`" in text for i in range(2, len(parts)))
 
 
 def test_docs_and_env_example_name_only_real_settings() -> None:
