@@ -42,7 +42,6 @@ class YooKassaSettings:
     allowed_ips: tuple[str, ...] = ()  # empty: the addresses YooKassa documents
     vat_code: int = 1
     send_receipt: bool = False
-    name: str = "yookassa"
 
 
 @attrs.frozen
@@ -52,7 +51,6 @@ class CryptoPaySettings:
     api_url: str | None = None
     fiat: str = "RUB"
     assets: tuple[str, ...] = ()  # empty: every asset the app accepts
-    name: str = "cryptopay"
 
 
 @attrs.frozen
@@ -66,7 +64,6 @@ class FreeKassaSettings:
     api_url: str | None = None
     payment_system: int = 44
     allowed_ips: tuple[str, ...] = ()  # empty: the addresses FreeKassa documents
-    name: str = "freekassa"
 
 
 @attrs.frozen
@@ -80,7 +77,6 @@ class TributeProductSettings:
 class TributeSettings:
     api_key: Secret
     products: tuple[TributeProductSettings, ...]
-    name: str = "tribute"
 
 
 NO_PRODUCTS: Final[tuple[TributeProductSettings, ...]] = ()
