@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, OperationalError
 
 from vpnshop.adapters.storage.engine import is_sqlite, normalise_url
 from vpnshop.ports.storage import StorageUnavailableError
@@ -90,7 +90,9 @@ def _from_database_driver(exc: BaseException) -> bool:
 def _is_database_failure(exc: BaseException) -> bool:
     if isinstance(exc, (OperationalError, InterfaceError, StorageUnavailableError)):
         return True
-    if type(exc) is DatabaseError:  # "file is not a database"; not Integrity/Programming
+    # The bare classes: "file is not a database", "database "x" does not exist" while
+    # connecting. Their subclasses (IntegrityError, ProgrammingError...) are our bugs.
+    if type(exc) in (DatabaseError, DBAPIError):
         return True
     if type(exc).__module__.startswith("asyncpg") and "Error" in type(exc).__name__:
         return True  # refused password, unknown database: raised while connecting

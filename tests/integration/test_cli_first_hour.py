@@ -138,6 +138,28 @@ def test_unreachable_postgres_is_named_by_host_and_port(tmp_path: Path) -> None:
     assert reach.returncode == 1 and f"127.0.0.1:{port}" in reach.stdout
 
 
+@pytest.mark.postgres
+def test_missing_postgres_database_is_named(tmp_path: Path, pg_cluster: object) -> None:
+    """A PostgreSQL server that answers but has no such database says so, by host,
+    port and name."""
+    from sqlalchemy.engine import make_url
+
+    from vpnshop.testing.pgcluster import PostgresCluster
+
+    assert isinstance(pg_cluster, PostgresCluster)
+    url = make_url(pg_cluster.dsn("postgres")).set(database="no_such_shop")
+    result = vpnshop(
+        "ledger",
+        "verify",
+        cwd=tmp_path,
+        VPNSHOP_DATABASE_URL=url.render_as_string(hide_password=False),
+    )
+    assert result.returncode == 1
+    no_traceback(result)
+    assert f"PostgreSQL at {url.host}:{url.port}/no_such_shop" in result.stderr
+    assert 'database "no_such_shop" does not exist' in result.stderr
+
+
 def test_busy_port_names_the_setting(tmp_path: Path) -> None:
     """`run webhooks` on a port another process holds names VPNSHOP_WEBHOOKS_PORT."""
     with socket.socket() as held:
