@@ -5,6 +5,7 @@ thing and the cause, with a non-zero exit and never a traceback."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tomllib
@@ -41,6 +42,19 @@ def test_env_example_copied_as_is_passes_check(tmp_path: Path) -> None:
     assert "payments  off   not configured: yookassa, cryptopay, freekassa, tribute" in (
         result.stdout
     )
+
+
+def test_env_example_uncommented_only_asks_for_secrets(tmp_path: Path) -> None:
+    """With every example line uncommented, check's only complaints are secrets the
+    operator has yet to fill in: the examples themselves are valid values."""
+    example = (ROOT / ".env.example").read_text()
+    (tmp_path / ".env").write_text(re.sub(r"(?m)^# (VPNSHOP_)", r"\1", example))
+    result = vpnshop("check", cwd=tmp_path)
+    no_traceback(result)
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert problems, result.stderr
+    required = re.compile(r"  VPNSHOP_\w+: is required to enable \w+")
+    assert all(required.fullmatch(line) for line in problems), problems
 
 
 @pytest.mark.parametrize("command", [["check"], ["run", "webhooks"]], ids=" ".join)
