@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -21,7 +24,7 @@ from shells.webhooks.app import create_app
 from shells.webhooks.metrics import WebhookMetrics
 from shells.webhooks.panel import panel_routes
 from vpnshop.bootstrap import App, bootstrap
-from vpnshop.config import Settings
+from vpnshop.config import Settings, SettingUnusableError
 from vpnshop.ports.storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,24 @@ async def start_site(
     return runner, f"http://{shown}:{bound_port}"
 
 
+def listen_error(settings: Settings, exc: OSError) -> SettingUnusableError:
+    """Why the server cannot listen, naming the setting to change."""
+    host, port = settings.webhooks_host, settings.webhooks_port
+    if exc.errno == errno.EADDRINUSE:
+        return SettingUnusableError(
+            "VPNSHOP_WEBHOOKS_PORT", f"port {port} on {host} is already in use"
+        )
+    if exc.errno == errno.EACCES:
+        return SettingUnusableError(
+            "VPNSHOP_WEBHOOKS_PORT", f"port {port} needs privileges this user does not have"
+        )
+    if isinstance(exc, socket.gaierror) or not exc.errno:
+        cause = exc.strerror or str(exc)  # getaddrinfo's errno is not an OS errno
+    else:
+        cause = os.strerror(exc.errno)
+    return SettingUnusableError("VPNSHOP_WEBHOOKS_HOST", f"cannot listen on {host}: {cause}")
+
+
 async def serve(
     settings: Settings,
     *,
@@ -115,9 +136,12 @@ async def serve(
         async with bootstrap(settings, kick=wake.set, on_panel_call=metrics.panel_call) as app:
             web_app = create_app(app, metrics=metrics, extra_routes=panel_routes(app))
             web_app.cleanup_ctx.append(outbox_context(app, wake))
-            runner, url = await start_site(
-                web_app, settings.webhooks_host, settings.webhooks_port
-            )
+            try:
+                runner, url = await start_site(
+                    web_app, settings.webhooks_host, settings.webhooks_port
+                )
+            except OSError as exc:  # busy port, unknown host: the operator's to fix
+                raise listen_error(settings, exc) from None
             try:
                 enabled = ", ".join(sorted(app.gateways)) or "none"
                 log.info("webhooks listening on %s; providers: %s", url, enabled)

@@ -9,6 +9,8 @@ import attrs
 
 from vpnshop.adapters.storage.engine import is_sqlite, normalise_url
 from vpnshop.config import Settings
+from vpnshop.config.providers import PROVIDERS
+from vpnshop.diagnose import database_failure, sqlite_file_problem, sqlite_path
 
 
 @attrs.frozen
@@ -60,11 +62,11 @@ def describe(settings: Settings) -> list[CheckLine]:
         lines.append(
             CheckLine("admins", "warn", "VPNSHOP_ADMIN_IDS is empty: nobody can use the admin menu")
         )
-    for name in ("yookassa", "cryptopay", "freekassa", "tribute"):
-        if name in settings.providers:
-            lines.append(CheckLine(name, "on", "secrets set"))
-        else:
-            lines.append(CheckLine(name, "off", settings.disabled.get(name, "not configured")))
+    for name in settings.providers:
+        lines.append(CheckLine(name, "on", "settings valid, secrets set"))
+    off = [name for name in PROVIDERS if name not in settings.providers]
+    if off:
+        lines.append(CheckLine("payments", "off", f"not configured: {', '.join(off)}"))
     if settings.providers and not settings.public_url:
         lines.append(
             CheckLine(
@@ -77,33 +79,49 @@ def describe(settings: Settings) -> list[CheckLine]:
     return lines
 
 
-async def reach_all(settings: Settings) -> list[CheckLine]:
+async def reach_database(settings: Settings) -> CheckLine:
+    """Whether the database opens and its schema is current. A SQLite file that does not
+    exist yet is not created here: the first command that uses it creates and migrates
+    it (``check`` changes nothing)."""
     from vpnshop.adapters.storage.engine import create_engine
     from vpnshop.adapters.storage.migrate import current_revision, head_revision
 
-    lines = []
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        problem = sqlite_file_problem(path)
+        if problem is not None:
+            return CheckLine("database", "FAIL", f"{path}: {problem}")
+        return CheckLine(
+            "database", "ok", f"{path} does not exist yet; the first command creates it"
+        )
+    if path is not None and (problem := sqlite_file_problem(path)) is not None:
+        return CheckLine("database", "FAIL", f"{path}: {problem}")
     engine = create_engine(settings.database_url)
     try:
         current = await current_revision(engine)
-        head = head_revision()
-        if current == head:
-            lines.append(CheckLine("database", "ok", f"reachable, schema at {current}"))
-        else:
-            lines.append(
-                CheckLine(
-                    "database",
-                    "warn",
-                    f"reachable, schema at "
-                    f"{current or 'nothing'}, newest is {head}: run "
-                    "`vpnshop db upgrade`",
-                )
-            )
     except Exception as e:  # any failure to reach is reported, not raised
-        lines.append(CheckLine("database", "FAIL", f"{type(e).__name__}: {e}"))
+        line = database_failure(settings.database_url, e)
+        if line is None:
+            raise
+        return CheckLine("database", "FAIL", line)
     finally:
         await engine.dispose()
-    lines += await reach_panel(settings)
-    return lines
+    head = head_revision()
+    if current == head:
+        return CheckLine("database", "ok", f"reachable, schema at {current}")
+    if current is None and path is not None:
+        return CheckLine(
+            "database", "warn", "reachable, empty: the first command creates the schema"
+        )
+    return CheckLine(
+        "database",
+        "warn",
+        f"reachable, schema at {current or 'nothing'}, newest is {head}: run `vpnshop db upgrade`",
+    )
+
+
+async def reach_all(settings: Settings) -> list[CheckLine]:
+    return [await reach_database(settings), *await reach_panel(settings)]
 
 
 async def run_checks(settings: Settings, *, reach: bool, out: TextIO) -> int:

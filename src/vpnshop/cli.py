@@ -11,15 +11,32 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from vpnshop.config import ConfigError, Settings
+from vpnshop.config import ConfigError, Settings, SettingUnusableError
 from vpnshop.logs import setup_logging
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    env_file = Path(args.env_file) if args.env_file else Path(".env")
-    return Settings.from_env(dotenv=env_file)
+    """The settings; ``--env-file`` must exist, the default ``./.env`` may not."""
+    if args.env_file:
+        return Settings.from_env(dotenv=Path(args.env_file), required=True)
+    return Settings.from_env(dotenv=Path(".env"))
+
+
+def _warn_unknown(settings: Settings) -> None:
+    for name, close in settings.unknown:
+        hint = f"; did you mean {close}?" if close else ""
+        print(f"vpnshop: warning: {name} is not a setting vpnshop knows{hint}", file=sys.stderr)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vpnshop")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 # -- commands -------------------------------------------------------------------------
@@ -120,12 +137,31 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 # -- parser ---------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command accepts the global options, before or after its name."""
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", _SubParser)
+        return super().add_subparsers(**kwargs)
+
+
+class _SubParser(_Parser):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # SUPPRESS: an option given before the command is not reset by the subcommand.
+        self.add_argument("--env-file", default=argparse.SUPPRESS, help=ENV_FILE_HELP)
+
+
+ENV_FILE_HELP = "read settings from this file (default: ./.env when it exists)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vpnshop",
         description="Sell and run VPN subscriptions on a Remnawave panel through Telegram.",
     )
-    parser.add_argument("--env-file", help="read settings from this file (default: ./.env)")
+    parser.add_argument("--version", action="version", version=f"vpnshop {_version()}")
+    parser.add_argument("--env-file", help=ENV_FILE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -144,10 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="run the shop's processes",
-        description="Run a shell: all (everything in one process), webhooks, bot or scheduler.",
+        description="Run a shell: webhooks (the webhook server), or all (prepare the "
+        "embedded shop and check it). The bot and scheduler shells are not written yet.",
     )
     p.add_argument("shell", choices=["all", "webhooks", "bot", "scheduler"])
-    p.set_defaults(handler=cmd_run)
+    p.set_defaults(handler=cmd_run, database=True)
 
     db = sub.add_parser("db", help="database schema", description="Database schema commands.")
     dbsub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
@@ -157,13 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply Alembic migrations (the only way the schema is made). Idempotent.",
     )
     p.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
-    p.set_defaults(handler=cmd_db_upgrade)
+    p.set_defaults(handler=cmd_db_upgrade, database=True)
     p = dbsub.add_parser(
         "current",
         help="show the schema revision",
         description="Print the current and newest revisions; exit 1 if they differ.",
     )
-    p.set_defaults(handler=cmd_db_current)
+    p.set_defaults(handler=cmd_db_current, database=True)
 
     plans = sub.add_parser("plans", help="plans on sale", description="Plan commands.")
     psub = plans.add_subparsers(dest="plans_command", metavar="COMMAND", required=True)
@@ -176,10 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("file", nargs="?", help="the plans file")
     src.add_argument("--example", action="store_true", help="load the example plans")
-    p.set_defaults(handler=cmd_plans_load)
+    p.set_defaults(handler=cmd_plans_load, database=True)
     p = psub.add_parser("list", help="list plans", description="List the plans.")
     p.add_argument("--all", action="store_true", help="include inactive plans")
-    p.set_defaults(handler=cmd_plans_list)
+    p.set_defaults(handler=cmd_plans_list, database=True)
 
     panel = sub.add_parser("panel", help="the VPN panel", description="Panel commands.")
     pansub = panel.add_subparsers(dest="panel_command", metavar="COMMAND", required=True)
@@ -202,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare every stored balance with the sum of its ledger "
         "entries; print the offenders and exit 1 if any.",
     )
-    p.set_defaults(handler=cmd_ledger_verify)
+    p.set_defaults(handler=cmd_ledger_verify, database=True)
     return parser
 
 
@@ -219,29 +256,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
-    except ConfigError as e:
-        print(f"vpnshop: {e}", file=sys.stderr)
-        return 2
-    try:
         setup_logging(settings)
     except ConfigError as e:
         print(f"vpnshop: {e}", file=sys.stderr)
         return 2
+    _warn_unknown(settings)
     from vpnshop.bootstrap import SchemaOutOfDateError
+    from vpnshop.diagnose import database_failure
     from vpnshop.domain.errors import DomainError
-    from vpnshop.ports.storage import StorageUnavailableError
 
+    if getattr(args, "database", False):
+        from vpnshop.diagnose import sqlite_preflight
+
+        problem = sqlite_preflight(settings.database_url)
+        if problem is not None:
+            print(f"vpnshop: {problem}", file=sys.stderr)
+            return 1
     try:
         handler: Handler = args.handler
         return run_async(handler(args, settings))
-    except (DomainError, SchemaOutOfDateError, StorageUnavailableError) as e:
+    except ConfigError as e:
         print(f"vpnshop: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # the database or a service could not be reached
-        print(f"vpnshop: cannot connect: {e}", file=sys.stderr)
+        return 2
+    except (DomainError, SchemaOutOfDateError, SettingUnusableError) as e:
+        print(f"vpnshop: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        line = database_failure(settings.database_url, e)
+        if line is None and isinstance(e, OSError):
+            line = f"{e.strerror or e}"  # the machine, not our code: no traceback
+        if line is None:
+            raise  # our bug: the traceback is for us
+        print(f"vpnshop: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

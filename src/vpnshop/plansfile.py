@@ -17,6 +17,7 @@ prices = { RUB = "199.00", XTR = 150, USD = "2.49" }
 from __future__ import annotations
 
 import tomllib
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,51 @@ def parse_plans(data: Mapping[str, Any], source: str = "plans") -> list[Plan]:
     return [_plan(item, f"{source}: plan #{i + 1}") for i, item in enumerate(raw)]
 
 
+def _int(
+    item: Mapping[str, Any], name: str, default: int | None = None, *, lo: int | None = 0
+) -> int:
+    value = item.get(name, default)
+    if value is None:
+        raise PlansFileError(f"missing field {name}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PlansFileError(f"{name}: expected a whole number, got {value!r}")
+    if lo is not None and value < lo:
+        raise PlansFileError(f"{name}: must be at least {lo}, got {value}")
+    return value
+
+
+def _traffic_reset(item: Mapping[str, Any]) -> TrafficReset:
+    value = item.get("traffic_reset", "NO_RESET")
+    valid = ", ".join(r.value for r in TrafficReset)
+    if not isinstance(value, str) or value.upper() not in TrafficReset.__members__:
+        raise PlansFileError(f"traffic_reset: expected one of {valid}, got {value!r}")
+    return TrafficReset(value.upper())
+
+
+def _squads(item: Mapping[str, Any]) -> tuple[str, ...]:
+    value = item.get("squads", [])
+    if not isinstance(value, list):
+        raise PlansFileError(f"squads: expected a list of squad uuids, got {value!r}")
+    squads = []
+    for squad in value:
+        try:
+            squads.append(str(uuid.UUID(str(squad))))
+        except ValueError:
+            raise PlansFileError(
+                f"squads: {squad!r} is not a squad uuid (`vpnshop panel check` lists them)"
+            ) from None
+    return tuple(squads)
+
+
+def _table(item: Mapping[str, Any], name: str) -> dict[str, Any]:
+    if name not in item:
+        raise PlansFileError(f"missing field {name}")
+    value = item[name]
+    if not isinstance(value, dict) or not value:
+        raise PlansFileError(f"{name}: expected a table such as {name} = {{ ... }}")
+    return value
+
+
 def _plan(item: Any, where: str) -> Plan:
     if not isinstance(item, dict):
         raise PlansFileError(f"{where}: not a table")
@@ -71,37 +117,46 @@ def _plan(item: Any, where: str) -> Plan:
     if unknown:
         raise PlansFileError(f"{where}: unknown field(s) {', '.join(unknown)}")
     try:
-        names = item["names"]
-        prices = item["prices"]
-        if not isinstance(names, dict) or not isinstance(prices, dict):
-            raise PlansFileError(f"{where}: names and prices are tables")
-        if "traffic_limit_bytes" in item and "traffic_limit_gb" in item:
-            raise PlansFileError(f"{where}: give traffic_limit_gb or traffic_limit_bytes")
-        traffic = int(item.get("traffic_limit_bytes", int(item.get("traffic_limit_gb", 0)) * GIB))
-        parsed_prices: dict[str, Money] = {}
-        for code, value in prices.items():
-            if isinstance(value, float):
-                raise PlansFileError(f"{where}: price {code} must be a string or integer")
-            money = Money.parse(str(value), code)
-            parsed_prices[money.currency.code] = money
-        device_limit = item.get("device_limit")
-        return Plan(
-            code=str(item["code"]),
-            names={str(k): str(v) for k, v in names.items()},
-            duration_days=int(item["duration_days"]),
-            prices=parsed_prices,
-            traffic_limit_bytes=traffic,
-            traffic_reset=TrafficReset(str(item.get("traffic_reset", "NO_RESET")).upper()),
-            device_limit=None if device_limit is None else int(device_limit),
-            squads=tuple(str(s) for s in item.get("squads", ())),
-            active=bool(item.get("active", True)),
-            sort_order=int(item.get("sort_order", 0)),
-        )
-    except KeyError as e:
-        raise PlansFileError(f"{where}: missing field {e.args[0]}") from None
-    except PlansFileError:
-        raise
+        return _fields(item)
+    except PlansFileError as e:
+        raise PlansFileError(f"{where}: {e}") from None
     except DomainError as e:
         raise PlansFileError(f"{where}: {e}") from None
-    except (TypeError, ValueError) as e:
-        raise PlansFileError(f"{where}: {e}") from None
+
+
+def _fields(item: Mapping[str, Any]) -> Plan:
+    """The plan, each field checked with a message that names it."""
+    if "code" not in item or not isinstance(item["code"], str):
+        raise PlansFileError('code: expected a string such as code = "month"')
+    names = _table(item, "names")
+    prices = _table(item, "prices")
+    if "traffic_limit_bytes" in item and "traffic_limit_gb" in item:
+        raise PlansFileError("give traffic_limit_gb or traffic_limit_bytes, not both")
+    if "traffic_limit_bytes" in item:
+        traffic = _int(item, "traffic_limit_bytes")
+    else:
+        traffic = _int(item, "traffic_limit_gb", 0) * GIB
+    parsed_prices: dict[str, Money] = {}
+    for code, value in prices.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise PlansFileError(f"prices: {code} must be a string or integer, got {value!r}")
+        try:
+            money = Money.parse(str(value), code)
+        except DomainError as e:
+            raise PlansFileError(f"prices: {e}") from None
+        parsed_prices[money.currency.code] = money
+    active = item.get("active", True)
+    if not isinstance(active, bool):
+        raise PlansFileError(f"active: expected true or false, got {active!r}")
+    return Plan(
+        code=item["code"],
+        names={str(k): str(v) for k, v in names.items()},
+        duration_days=_int(item, "duration_days"),
+        prices=parsed_prices,
+        traffic_limit_bytes=traffic,
+        traffic_reset=_traffic_reset(item),
+        device_limit=None if item.get("device_limit") is None else _int(item, "device_limit"),
+        squads=_squads(item),
+        active=active,
+        sort_order=_int(item, "sort_order", 0, lo=None),
+    )

@@ -28,8 +28,8 @@ async def run(settings: Settings, shell: str) -> int:
         await prepare_embedded(settings)
         status = await run_checks(settings, reach=True, out=sys.stdout)
         print(
-            "the bot, webhook and scheduler shells are not part of this release yet; "
-            "`vpnshop run all` will start them in one process when they are"
+            "start the webhook server with `vpnshop run webhooks`; the bot and scheduler "
+            "shells are not written yet"
         )
         return status
     if shell == "webhooks":
@@ -37,5 +37,9 @@ async def run(settings: Settings, shell: str) -> int:
 
         await serve(settings)
         return 0
-    print(f"vpnshop run {shell}: this shell is not part of this release yet", file=sys.stderr)
+    print(
+        f"vpnshop run {shell}: the {shell} shell is not written yet; "
+        "`vpnshop run webhooks` runs the webhook server",
+        file=sys.stderr,
+    )
     return 2
