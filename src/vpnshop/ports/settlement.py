@@ -49,3 +49,23 @@ class PaymentSettler(Protocol):
         order has no promo code, with the standard effects of its order; return it, or
         None and change nothing."""
         ...
+
+
+class BatchStats(Protocol):
+    """How a batching settler has worked so far (read by the metrics at scrape time):
+    confirmations per batch is ``items / batches``."""
+
+    @property
+    def batches(self) -> int:
+        """Transactions run."""
+        ...
+
+    @property
+    def items(self) -> int:
+        """Confirmations run, in all batches."""
+        ...
+
+    @property
+    def retried(self) -> int:
+        """Batches that failed as a whole and were run one confirmation at a time."""
+        ...
