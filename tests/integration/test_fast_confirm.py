@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import SQL_BACKENDS, make_database_url, sql_storage
 from tests.integration.shop import START, make_shop
 from vpnshop.adapters.storage.engine import create_engine
-from vpnshop.adapters.storage.settle_pg import CONFIRM_BATCH_SQL, PgPaymentSettler
+from vpnshop.adapters.storage.settle_pg_batch import CONFIRM_BATCH_SQL, PgPaymentSettler
 from vpnshop.bootstrap import Storage
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import ConflictError

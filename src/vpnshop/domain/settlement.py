@@ -53,6 +53,7 @@ class Ref(enum.StrEnum):
     CUSTOMER = "customer"  # the buyer's id
     REFERRER = "referrer"  # the buyer's referrer's id
     SUBSCRIPTION = "subscription"  # the id of the subscription extended
+    REASON = "reason"  # why it was extended (a KeyFormat below, or a gift's reason)
     REWARD = "reward"  # the referrer's reward, as text ("12.34 RUB")
 
 
@@ -129,27 +130,14 @@ REFERRAL_NOTICE = JobRule(
 # Why a subscription was extended: the reason ends the key of its panel update.
 PURCHASE_REASON = KeyFormat("payment:{payment}")
 REFERRAL_BONUS_REASON = KeyFormat("referral-bonus:{payment}")
-APPLY_PREFIX = "apply:{subscription}:"  # + the reason
-
-
-def apply_rule(reason: KeyFormat | str) -> JobRule:
-    """The panel update of an extended subscription, keyed by subscription and reason."""
-    text = reason.template if isinstance(reason, KeyFormat) else _escaped(reason)
-    return JobRule(
-        JobKind.APPLY_SUBSCRIPTION,
-        KeyFormat(APPLY_PREFIX + text),
-        (("subscription_id", Ref.SUBSCRIPTION),),
-    )
-
-
-PURCHASE_APPLY = apply_rule(PURCHASE_REASON)
+APPLY = JobRule(
+    JobKind.APPLY_SUBSCRIPTION,
+    KeyFormat("apply:{subscription}:{reason}"),
+    (("subscription_id", Ref.SUBSCRIPTION),),
+)
 
 SUCCEEDED_ACTION = "payment.succeeded"
 AUDIT_SUBJECT = KeyFormat("payment:{payment}")
-
-
-def _escaped(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 def audit_details(amount: Money, external_id: str | None) -> dict[str, str | None]:
@@ -164,7 +152,7 @@ def audit_details(amount: Money, external_id: str | None) -> dict[str, str | Non
 class Extension:
     """Extend (or start) one customer's subscription by *days* from max(now, expiry),
     taking *plan*'s limits when given (``domain.subscription.extend_or_start``), and
-    enqueue the panel update (:func:`apply_rule` of *reason*)."""
+    enqueue the panel update (:data:`APPLY`, keyed by the subscription and *reason*)."""
 
     customer_id: int
     days: int

@@ -21,6 +21,7 @@ import attrs
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.money import Money
 from vpnshop.domain.payment import Payment
+from vpnshop.domain.settlement import audit_details
 
 
 @attrs.frozen
@@ -39,7 +40,7 @@ class Confirmation:
     @property
     def audit_details(self) -> dict[str, str | None]:
         """What the "payment.succeeded" audit entry records."""
-        return {"amount": str(self.amount), "external_id": self.external_id}
+        return audit_details(self.amount, self.external_id)
 
 
 class PaymentSettler(Protocol):

@@ -13,13 +13,7 @@ from datetime import datetime
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.domain.referral import ReferralPolicy
-from vpnshop.domain.settlement import (
-    Effects,
-    Extension,
-    Ref,
-    apply_rule,
-    settlement_effects,
-)
+from vpnshop.domain.settlement import APPLY, Effects, Extension, Ref, settlement_effects
 from vpnshop.domain.subscription import extend_or_start
 from vpnshop.ports.storage import AtomicSettlement, PaymentContext, UnitOfWork
 
@@ -87,7 +81,7 @@ async def _extend(uow: UnitOfWork, ext: Extension, now: datetime) -> None:
         sub = await uow.subscriptions.add(sub)
     else:
         await uow.subscriptions.update(sub)
-    await uow.outbox.add(apply_rule(ext.reason).job({Ref.SUBSCRIPTION: sub.id}, now))
+    await uow.outbox.add(APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: ext.reason}, now))
 
 
 async def settle_stepwise(
