@@ -3,8 +3,9 @@ statement.
 
 The common case is a provider confirming, with the right amount, an open payment whose
 order carries no promo code, while the referral policy grants no bonus days. A store that
-can settle that case in one atomic statement (the transition and exactly the effects that
-``vpnshop.services.settlement.effects_for`` decides, applied as ``settle_stepwise`` would)
+can settle that case in one atomic statement (the transition and exactly the effects the
+settlement rules of ``vpnshop.domain.settlement`` describe, applied as ``settle_stepwise``
+would)
 lets ConfirmPayment take one round trip instead of a transaction's worth. Anything else
 (unknown, already settled, mismatched, promo orders) matches nothing, and the caller takes
 the general path, which finds out why. The service and concurrency tests run through it on

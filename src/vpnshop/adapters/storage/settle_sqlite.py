@@ -325,7 +325,7 @@ class SqlitePaymentSettler:
 
 
 def _matches(found: sqlite3.Row, c: Confirmation) -> bool:
-    """The conditions of settle_pg's conditional UPDATE."""
+    """The conditions of settle_pg_batch's conditional UPDATE."""
     return (
         found["status"] in _OPEN
         and found["provider"] == c.provider
