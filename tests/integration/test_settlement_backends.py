@@ -281,9 +281,7 @@ async def test_every_store_leaves_the_same_rows(
                 assert settler.settled == (1 if fast else 0), variant
             if variant == "postgres-atomic":  # and the one statement the rest it covers
                 assert (counted.atomic > 0) is atomic, variant
-            results[variant] = await _rows(
-                shop, {buyer: "buyer", referrer: "referrer"}, payment_id
-            )
+            results[variant] = await _rows(shop, {buyer: "buyer", referrer: "referrer"}, payment_id)
     reference = results["memory"]
     for variant, rows in results.items():
         assert rows == reference, variant

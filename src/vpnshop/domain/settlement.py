@@ -90,9 +90,7 @@ class JobRule:
 
     def job(self, values: Mapping[Ref, Any], now: datetime) -> OutboxJob:
         """The job with *values* filled in, due *now*."""
-        payload = {
-            field: values[v] if isinstance(v, Ref) else v for field, v in self.payload
-        }
+        payload = {field: values[v] if isinstance(v, Ref) else v for field, v in self.payload}
         return OutboxJob(
             kind=self.kind,
             payload=payload,
@@ -243,9 +241,7 @@ def settlement_effects(
                 policy.referee_bonus_days,
                 REFERRAL_BONUS_REASON(payment=pid),
             )
-    promo = (
-        PromoRedemption(order.promo_code, buyer, now, order.id) if order.promo_code else None
-    )
+    promo = PromoRedemption(order.promo_code, buyer, now, order.id) if order.promo_code else None
     audit = AuditEntry(
         actor=actor,
         action=SUCCEEDED_ACTION,
