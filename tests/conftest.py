@@ -12,20 +12,18 @@ import asyncio
 import itertools
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
-from vpnshop.adapters.storage.settlers import payment_settler
-from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
-from vpnshop.ports.storage import UnitOfWork
+from vpnshop.bootstrap import Storage, open_engine, open_storage
 from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -113,35 +111,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-async def uow_factory(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[], UnitOfWork]]:
-    """A zero-argument factory of units of work on a fresh store of each backend."""
+async def uow_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    """A fresh store of each backend, opened as bootstrap opens it: calling it opens a
+    unit of work; on SQL it also carries the store's group-committing payment settler."""
     if request.param == "memory":
         from vpnshop.testing.memory import MemoryStore, memory_uow_factory
 
-        yield memory_uow_factory(MemoryStore())
+        yield Storage(memory_uow_factory(MemoryStore()))
         return
-    engine = create_engine(make_database_url(request, request.param, tmp_path), pool_size=20)
-    factory = SqlFactory(engine)
-    try:
-        yield factory
-    finally:
-        if factory.settler is not None:
-            await factory.settler.aclose()
-        await engine.dispose()
+    async with sql_storage(make_database_url(request, request.param, tmp_path)) as storage:
+        yield storage
 
 
-class SqlFactory:
-    """A unit-of-work factory on an engine; it also offers the store's group-committing
-    payment settler, as bootstrap wires it in production."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.settler = payment_settler(engine)
-
-    def __call__(self) -> UnitOfWork:
-        return SqlAlchemyUnitOfWork(self.engine)
+@asynccontextmanager
+async def sql_storage(url: str) -> AsyncIterator[Storage]:
+    """The SQL store at *url* with its settler, closed on exit (through the composition
+    root, as every process opens it)."""
+    async with AsyncExitStack() as stack:
+        yield open_storage(open_engine(url, stack, pool_size=20), stack)
 
 
 @pytest.fixture

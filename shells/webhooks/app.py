@@ -27,7 +27,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shells.webhooks.metrics import CONTENT_TYPE, WebhookMetrics
 from vpnshop.adapters.payments.netcheck import InvalidAllowlistEntryError, IpAllowlist
-from vpnshop.adapters.storage.group_commit import GroupCommit
 from vpnshop.bootstrap import App
 from vpnshop.config import ConfigError
 from vpnshop.domain.errors import AmountMismatchError
@@ -206,6 +205,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _database_ok(app: App) -> None:
+    if app.engine is None:  # the in-memory store is always there
+        return
     async with asyncio.timeout(CHECK_TIMEOUT), app.engine.connect() as conn:
         await conn.execute(sa.text("SELECT 1"))
 
@@ -295,9 +296,8 @@ def create_app(
     web_app = web.Application(client_max_size=max_body, middlewares=[_errors])
     web_app[APP_KEY] = app
     metrics = metrics if metrics is not None else WebhookMetrics()
-    group = getattr(app.confirm_payment.settler, "group", None)
-    if isinstance(group, GroupCommit):
-        metrics.watch_group_commit(group)
+    if app.settle_stats is not None:
+        metrics.watch_settler(app.settle_stats)
     web_app[METRICS_KEY] = metrics
     web_app[CONFIG_KEY] = ServerConfig(
         max_body=max_body,

@@ -13,14 +13,13 @@ outbox's calls, the API line detection), counted in ``vpnshop_panel_calls_total`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vpnshop.adapters.storage.group_commit import GroupCommit
+from vpnshop.ports.settlement import BatchStats
 
 __all__ = ["CONTENT_TYPE", "WebhookMetrics"]
 
@@ -84,21 +83,21 @@ class WebhookMetrics:
         """The hook for the panel adapter: count one panel call with *outcome*."""
         self.panel_calls.labels(outcome=outcome).inc()
 
-    def watch_group_commit(self, group: GroupCommit[Any, Any]) -> None:
+    def watch_settler(self, stats: BatchStats) -> None:
         """Report the payment settler's group commit, read at scrape time:
         confirmations per batch is ``rate(confirmations) / rate(batches)``."""
-        self.registry.register(_GroupCommitCollector(group))
+        self.registry.register(_SettlerCollector(stats))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class _GroupCommitCollector(Collector):
-    def __init__(self, group: GroupCommit[Any, Any]) -> None:
-        self._group = group
+class _SettlerCollector(Collector):
+    def __init__(self, stats: BatchStats) -> None:
+        self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        g = self._group
+        g = self._stats
         for name, documentation, value in (
             ("vpnshop_settle_batches", "Transactions the payment settler ran.", g.batches),
             (

@@ -16,18 +16,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 from aiohttp import web
 
 from shells.webhooks.app import CONFIG_KEY, METRICS_KEY, STORAGE_DOWN, _plain, resolve_remote_ip
-from vpnshop.adapters.remnawave import RemnawaveWebhookVerifier
 from vpnshop.bootstrap import App
 from vpnshop.domain.panel_events import (
     PanelWebhookError,
     ReplayedWebhookError,
     WebhookSignatureError,
 )
+from vpnshop.ports.panel import PanelWebhookVerifier
 from vpnshop.services.panel_events import HandlePanelEvent
 
 log = logging.getLogger(__name__)
@@ -36,23 +35,17 @@ PATH = "/webhooks/remnawave"
 NAME = "remnawave"
 
 
-def panel_routes(
-    app: App, *, window: timedelta = timedelta(minutes=5)
-) -> list[web.AbstractRouteDef]:
-    """The panel webhook route when the panel and its webhook secret are configured;
-    otherwise none (the path then answers 404)."""
-    panel = app.settings.panel
-    handle = app.handle_panel_event
-    if panel is None or panel.webhook_secret is None or handle is None:
+def panel_routes(app: App) -> list[web.AbstractRouteDef]:
+    """The panel webhook route when the panel and its webhook secret are configured
+    (the App then has a verifier); otherwise none (the path then answers 404)."""
+    verifier, handle = app.panel_webhooks, app.handle_panel_event
+    if verifier is None or handle is None:
         return []
-    verifier = RemnawaveWebhookVerifier(
-        panel.webhook_secret.get(), window=window, clock=app.deps.clock
-    )
     return [web.post(PATH, make_handler(verifier, handle))]
 
 
 def make_handler(
-    verifier: RemnawaveWebhookVerifier, handle: HandlePanelEvent
+    verifier: PanelWebhookVerifier, handle: HandlePanelEvent
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def remnawave_webhook(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()

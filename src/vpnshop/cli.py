@@ -49,27 +49,21 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from vpnshop.adapters.storage.engine import create_engine
     from vpnshop.adapters.storage.migrate import current_revision, upgrade
+    from vpnshop.bootstrap import database
 
-    engine = create_engine(settings.database_url)
-    try:
+    async with database(settings) as engine:
         await upgrade(engine, args.revision)
         print(f"database at revision {await current_revision(engine)}")
-    finally:
-        await engine.dispose()
     return 0
 
 
 async def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
-    from vpnshop.adapters.storage.engine import create_engine
     from vpnshop.adapters.storage.migrate import current_revision, head_revision
+    from vpnshop.bootstrap import database
 
-    engine = create_engine(settings.database_url)
-    try:
+    async with database(settings) as engine:
         current = await current_revision(engine)
-    finally:
-        await engine.dispose()
     head = head_revision()
     print(f"current: {current or 'empty'}; newest: {head}")
     return 0 if current == head else 1

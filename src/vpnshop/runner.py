@@ -1,10 +1,37 @@
-"""``vpnshop run``: the shells, started from one place."""
+"""``vpnshop run``: the shells, started from one place.
+
+The library imports no shell: a shell registers its ``serve(settings)`` coroutine under
+the ``vpnshop.shells`` entry-point group (``[project.entry-points]`` in pyproject.toml),
+and is found here by name when it is installed.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
 
 from vpnshop.config import Settings
+
+SHELLS_GROUP = "vpnshop.shells"
+
+Serve = Callable[[Settings], Awaitable[None]]
+
+
+def installed_shells() -> dict[str, Serve]:
+    """The shells installed with their entry points, by name; loading one imports it."""
+    return {ep.name: _Lazy(ep.load) for ep in entry_points(group=SHELLS_GROUP)}
+
+
+class _Lazy:
+    """An entry point's ``serve``, imported on the first call (only the shell that runs
+    pays for its imports)."""
+
+    def __init__(self, load: Callable[[], Serve]) -> None:
+        self._load = load
+
+    def __call__(self, settings: Settings) -> Awaitable[None]:
+        return self._load()(settings)
 
 
 async def prepare_embedded(settings: Settings) -> None:
@@ -28,18 +55,17 @@ async def run(settings: Settings, shell: str) -> int:
         await prepare_embedded(settings)
         status = await run_checks(settings, reach=True, out=sys.stdout)
         print(
-            "start the webhook server with `vpnshop run webhooks`; the bot and scheduler "
-            "shells are not written yet"
+            "`vpnshop run all` does not start the shells yet: run the webhook server "
+            "with `vpnshop run webhooks`"
         )
         return status
-    if shell == "webhooks":
-        from shells.webhooks.server import serve
-
-        await serve(settings)
-        return 0
-    print(
-        f"vpnshop run {shell}: the {shell} shell is not written yet; "
-        "`vpnshop run webhooks` runs the webhook server",
-        file=sys.stderr,
-    )
-    return 2
+    serve = installed_shells().get(shell)
+    if serve is None:
+        print(
+            f"vpnshop run {shell}: this shell is not installed; "
+            "`vpnshop run webhooks` runs the webhook server",
+            file=sys.stderr,
+        )
+        return 2
+    await serve(settings)
+    return 0

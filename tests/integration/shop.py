@@ -1,4 +1,5 @@
-"""A small shop for service tests: real storage, fake clock, ids, gateway and panel."""
+"""A small shop for service tests: real storage, fake clock, ids, gateway and panel,
+wired by the composition root's ``wire`` as every process is."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from datetime import UTC, datetime
 
 import attrs
 
+from vpnshop.bootstrap import App, Storage, wire
+from vpnshop.config import Settings
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.money import RUB, Money
-from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.plansfile import EXAMPLE, load_plans_file
 from vpnshop.ports.storage import UnitOfWork
@@ -20,10 +22,9 @@ from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.outbox import OutboxWorker
-from vpnshop.services.panel import ApplySubscription
 from vpnshop.services.plans import LoadPlans
 from vpnshop.services.refunds import RecheckPending, RefundPayment
-from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
+from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription
 from vpnshop.testing.fakes import FakeClock, FakeGateway, FakePanel, SequentialIds
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -32,6 +33,7 @@ ADMIN = Actor.admin(1)
 
 @attrs.define
 class Shop:
+    app: App
     deps: Deps
     clock: FakeClock
     gateway: FakeGateway
@@ -68,39 +70,55 @@ class Shop:
 
 
 async def make_shop(
-    uow_factory: Callable[[], UnitOfWork], referral: ReferralPolicy | None = None
+    storage: Storage | Callable[[], UnitOfWork],
+    referral: ReferralPolicy | None = None,
+    *,
+    fast_path: bool = True,
 ) -> Shop:
+    """The shop on *storage* (with its payment settler when it has one and *fast_path*),
+    its plans loaded from the example file."""
+    if isinstance(storage, Storage) and not fast_path:
+        storage = attrs.evolve(storage, settler=None, settle_stats=None)
+    referral = referral or ReferralPolicy()
+    settings = Settings(
+        referral_percent=referral.percent,
+        referral_bonus_days_referrer=referral.referrer_bonus_days,
+        referral_bonus_days_referee=referral.referee_bonus_days,
+    )
     clock = FakeClock(START)
     kicks: list[int] = []
-    deps = Deps(uow=uow_factory, clock=clock, ids=SequentialIds(), kick=lambda: kicks.append(1))
     gateway = FakeGateway("fake", RUB, min_amount=Money(100, RUB))
     no_refund = FakeGateway("norefund", RUB, supports_refund=False)
-    gateways = {"fake": gateway, "norefund": no_refund}
     panel = FakePanel(clock)
-    # On PostgreSQL the factory carries the store's fast path, wired as bootstrap does.
-    settler = getattr(uow_factory, "settler", None)
-    confirm = ConfirmPayment(deps, referral or ReferralPolicy(), settler=settler)
+    app = wire(
+        settings,
+        storage=storage,
+        clock=clock,
+        ids=SequentialIds(),
+        panel=panel,
+        gateways={"fake": gateway, "norefund": no_refund},
+        kick=lambda: kicks.append(1),
+    )
     shop = Shop(
-        deps=deps,
+        app=app,
+        deps=app.deps,
         clock=clock,
         gateway=gateway,
         no_refund=no_refund,
         panel=panel,
-        register=RegisterCustomer(deps),
-        credit=CreditBalance(deps),
-        adjust=AdjustBalance(deps),
-        extend=ExtendSubscription(deps),
-        trial=ActivateTrial(deps, TrialSettings(days=3)),
-        checkout=StartCheckout(deps, gateways),
-        confirm=confirm,
-        pay_from_balance=PayFromBalance(deps),
-        refund=RefundPayment(deps, gateways),
-        recheck=RecheckPending(deps, gateways, confirm),
-        verify=VerifyLedger(deps),
-        load_plans=LoadPlans(deps),
-        outbox=OutboxWorker(
-            deps, {JobKind.APPLY_SUBSCRIPTION: ApplySubscription(deps, panel).handle}
-        ),
+        register=app.register_customer,
+        credit=app.credit_balance,
+        adjust=app.adjust_balance,
+        extend=app.extend_subscription,
+        trial=app.activate_trial,
+        checkout=app.start_checkout,
+        confirm=app.confirm_payment,
+        pay_from_balance=app.pay_from_balance,
+        refund=app.refund_payment,
+        recheck=app.recheck_pending,
+        verify=app.verify_ledger,
+        load_plans=app.load_plans,
+        outbox=app.outbox,
         kicks=kicks,
     )
     await shop.load_plans(load_plans_file(EXAMPLE), actor=Actor.system("test"))

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SQL_BACKENDS, SqlFactory, make_database_url
+from tests.conftest import SQL_BACKENDS, make_database_url, sql_storage
 from tests.integration.shop import START, make_shop
 from vpnshop.adapters.storage.engine import create_engine
-from vpnshop.adapters.storage.settle_pg import CONFIRM_BATCH_SQL, PgPaymentSettler
+from vpnshop.adapters.storage.settle_pg_batch import CONFIRM_BATCH_SQL, PgPaymentSettler
+from vpnshop.bootstrap import Storage
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.money import RUB, Money
@@ -29,17 +30,12 @@ from vpnshop.services.settlement import effects_for, settle_stepwise
 
 
 @pytest.fixture(params=SQL_BACKENDS)
-async def sql_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlFactory]:
+async def sql_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     """A fresh database of each SQL backend with the store's fast path, as bootstrap
-    wires it."""
-    engine = create_engine(make_database_url(request, request.param, tmp_path), pool_size=20)
-    factory = SqlFactory(engine)
-    try:
-        yield factory
-    finally:
-        assert factory.settler is not None
-        await factory.settler.aclose()
-        await engine.dispose()
+    opens it."""
+    async with sql_storage(make_database_url(request, request.param, tmp_path)) as storage:
+        assert storage.settler is not None
+        yield storage
 
 
 async def _state(
@@ -93,7 +89,7 @@ async def _state(
     }
 
 
-async def _stored(factory: SqlFactory, customer_id: int, payment_id: str) -> list[Any]:
+async def _stored(factory: Storage, customer_id: int, payment_id: str) -> list[Any]:
     """The stored form of the times and JSON the confirmation wrote, as the database
     holds them (on SQLite: text, which must be what SQLAlchemy's types write, or
     comparisons and reads elsewhere break). Ids are blanked; the clock is the same."""
@@ -114,6 +110,7 @@ async def _stored(factory: SqlFactory, customer_id: int, payment_id: str) -> lis
         ),
     ]
     stored: list[Any] = []
+    assert factory.engine is not None
     async with factory.engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         for sql, arg in queries:

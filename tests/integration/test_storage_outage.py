@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from vpnshop.adapters.storage.engine import create_engine
-from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.adapters.storage.settle_pg_batch import PgPaymentSettler
 from vpnshop.adapters.storage.settle_sqlite import SqlitePaymentSettler
 from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
 from vpnshop.domain.actor import Actor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from vpnshop.domain.errors import DomainError
@@ -13,6 +14,7 @@ from vpnshop.domain.panel import (
     PanelUser,
     Squad,
 )
+from vpnshop.domain.panel_events import PanelEvent
 
 
 class PanelError(DomainError):
@@ -133,4 +135,18 @@ class VpnPanel(Protocol):
 
     async def health(self) -> bool:
         """True when the panel answers an authenticated request."""
+        ...
+
+
+class PanelWebhookVerifier(Protocol):
+    """Authenticates the panel's signed webhooks and parses them into domain events."""
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> PanelEvent:
+        """Verify the signature, the timestamp window and replays, then parse. Raises
+        WebhookSignatureError, ReplayedWebhookError or another PanelWebhookError."""
+        ...
+
+    def forget(self, dedupe_key: str) -> None:
+        """Drop a delivery from the replay memory, so that the panel's retry of a
+        delivery whose handling failed is processed."""
         ...

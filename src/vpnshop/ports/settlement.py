@@ -3,8 +3,9 @@ statement.
 
 The common case is a provider confirming, with the right amount, an open payment whose
 order carries no promo code, while the referral policy grants no bonus days. A store that
-can settle that case in one atomic statement (the transition and exactly the effects that
-``vpnshop.services.settlement.effects_for`` decides, applied as ``settle_stepwise`` would)
+can settle that case in one atomic statement (the transition and exactly the effects the
+settlement rules of ``vpnshop.domain.settlement`` describe, applied as ``settle_stepwise``
+would)
 lets ConfirmPayment take one round trip instead of a transaction's worth. Anything else
 (unknown, already settled, mismatched, promo orders) matches nothing, and the caller takes
 the general path, which finds out why. The service and concurrency tests run through it on
@@ -21,6 +22,7 @@ import attrs
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.money import Money
 from vpnshop.domain.payment import Payment
+from vpnshop.domain.settlement import audit_details
 
 
 @attrs.frozen
@@ -39,7 +41,7 @@ class Confirmation:
     @property
     def audit_details(self) -> dict[str, str | None]:
         """What the "payment.succeeded" audit entry records."""
-        return {"amount": str(self.amount), "external_id": self.external_id}
+        return audit_details(self.amount, self.external_id)
 
 
 class PaymentSettler(Protocol):
@@ -48,4 +50,24 @@ class PaymentSettler(Protocol):
         amount and currency, and the provider's id when both sides know it) and whose
         order has no promo code, with the standard effects of its order; return it, or
         None and change nothing."""
+        ...
+
+
+class BatchStats(Protocol):
+    """How a batching settler has worked so far (read by the metrics at scrape time):
+    confirmations per batch is ``items / batches``."""
+
+    @property
+    def batches(self) -> int:
+        """Transactions run."""
+        ...
+
+    @property
+    def items(self) -> int:
+        """Confirmations run, in all batches."""
+        ...
+
+    @property
+    def retried(self) -> int:
+        """Batches that failed as a whole and were run one confirmation at a time."""
         ...

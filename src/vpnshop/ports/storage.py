@@ -34,6 +34,7 @@ from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.domain.plan import Plan
 from vpnshop.domain.promo import PromoCode, PromoRedemption
 from vpnshop.domain.referral import Referral
+from vpnshop.domain.settlement import Effects
 from vpnshop.domain.subscription import Subscription
 
 
@@ -49,42 +50,6 @@ class BalanceMismatch:
     currency: str
     stored_minor: int
     ledger_minor: int
-
-
-@attrs.frozen
-class Extension:
-    """Extend (or start) one customer's subscription by *days* from max(now, expiry),
-    taking *plan*'s limits when given (``domain.subscription.extend_or_start``), and
-    enqueue the panel update as job ``apply:{subscription_id}:{reason}``."""
-
-    customer_id: int
-    days: int
-    plan: Plan | None
-    reason: str
-
-
-@attrs.frozen
-class ReferralBonus:
-    """Bonus days for the referrer and the referee, granted once per referral: on the
-    referee's first settled payment (``ReferralRepository.claim_bonus`` decides which)."""
-
-    referee_id: int
-    referrer_days: int
-    referee_days: int
-    reason: str
-
-
-@attrs.frozen
-class Effects:
-    """Everything a settled payment changes besides its own row."""
-
-    ledger: tuple[LedgerEntry, ...] = ()
-    extensions: tuple[Extension, ...] = ()
-    referral_bonus: ReferralBonus | None = None
-    jobs: tuple[OutboxJob, ...] = ()
-    audit: tuple[AuditEntry, ...] = ()
-    promo: PromoRedemption | None = None
-    promo_once_per_customer: bool = True
 
 
 @attrs.frozen

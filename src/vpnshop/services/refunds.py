@@ -20,6 +20,7 @@ from vpnshop.domain.money import Money
 from vpnshop.domain.order import OrderKind
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.payment import Payment
+from vpnshop.domain.settlement import APPLY, Ref
 from vpnshop.ports.payments import (
     EventKind,
     PaymentEvent,
@@ -128,13 +129,8 @@ class RefundPayment:
                 sub = await current_subscription(uow, payment.customer_id)
                 if sub is not None:
                     await uow.subscriptions.update(sub.shortened(days, now))
-                    await enqueue(
-                        uow,
-                        now,
-                        JobKind.APPLY_SUBSCRIPTION,
-                        f"apply:{sub.id}:{key}",
-                        subscription_id=sub.id,
-                    )
+                    applied = {Ref.SUBSCRIPTION: sub.id, Ref.REASON: key}
+                    await uow.outbox.add(APPLY.job(applied, now))
             await enqueue(
                 uow,
                 now,

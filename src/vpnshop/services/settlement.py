@@ -1,9 +1,9 @@
 """Settling a payment: its transition and everything it changes, in one transaction.
 
-The effects are decided in Python (``effects_for``), from the order and the policies; the
-store applies them. ``settle_stepwise`` is the reference: plain repository calls in the
-caller's transaction. A store with the AtomicSettlement capability does the same in one
-statement.
+The effects are decided by the domain's settlement rules (``vpnshop.domain.settlement``),
+from the order and the policies; the store applies them. ``settle_stepwise`` is the
+reference: plain repository calls in the caller's transaction. A store with the
+AtomicSettlement capability does the same in one statement.
 """
 
 from __future__ import annotations
@@ -11,23 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from vpnshop.domain.actor import Actor
-from vpnshop.domain.audit import AuditEntry
-from vpnshop.domain.ledger import EntryKind, LedgerEntry
-from vpnshop.domain.order import OrderKind
-from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.payment import Payment, PaymentStatus
-from vpnshop.domain.promo import PromoRedemption
 from vpnshop.domain.referral import ReferralPolicy
+from vpnshop.domain.settlement import APPLY, Effects, Extension, Ref, settlement_effects
 from vpnshop.domain.subscription import extend_or_start
-from vpnshop.ports.storage import (
-    AtomicSettlement,
-    Effects,
-    Extension,
-    PaymentContext,
-    ReferralBonus,
-    UnitOfWork,
-)
-from vpnshop.services.deps import outbox_job
+from vpnshop.ports.storage import AtomicSettlement, PaymentContext, UnitOfWork
 
 
 def effects_for(
@@ -39,90 +27,17 @@ def effects_for(
     promo_once_per_customer: bool = True,
     audit_details: dict[str, object] | None = None,
 ) -> Effects:
-    """What succeeding *ctx*'s payment delivers: a top-up's ledger credit or a plan's days,
-    the promo redemption, the referral reward, the customer notification and the audit."""
-    payment, order = ctx.payment, ctx.order
-    ledger: list[LedgerEntry] = []
-    bonus: ReferralBonus | None = None
-    extensions: list[Extension] = []
-    jobs = [
-        outbox_job(
-            now,
-            JobKind.NOTIFY_CUSTOMER,
-            f"notify:paid:{payment.id}",
-            customer_id=order.customer_id,
-            template="payment_received",
-            payment_id=payment.id,
-        )
-    ]
-    if order.kind is OrderKind.TOPUP:
-        ledger.append(
-            LedgerEntry(
-                customer_id=order.customer_id,
-                amount=order.amount,
-                kind=EntryKind.TOPUP,
-                idempotency_key=f"topup:{payment.id}",
-                actor=actor,
-                reference=payment.id,
-                created_at=now,
-            )
-        )
-    else:
-        extensions.append(
-            Extension(order.customer_id, order.days, ctx.plan, f"payment:{payment.id}")
-        )
-    if ctx.referrer_id is not None:
-        reward = policy.reward(payment.amount)
-        if reward.is_positive:
-            ledger.append(
-                LedgerEntry(
-                    customer_id=ctx.referrer_id,
-                    amount=reward,
-                    kind=EntryKind.REFERRAL_REWARD,
-                    idempotency_key=f"referral:{payment.id}",
-                    actor=Actor.system("referral"),
-                    reference=payment.id,
-                    created_at=now,
-                )
-            )
-            jobs.append(
-                outbox_job(
-                    now,
-                    JobKind.NOTIFY_CUSTOMER,
-                    f"notify:referral:{payment.id}",
-                    customer_id=ctx.referrer_id,
-                    template="referral_reward",
-                    amount=str(reward),
-                )
-            )
-        if policy.referrer_bonus_days or policy.referee_bonus_days:
-            bonus = ReferralBonus(
-                order.customer_id,
-                policy.referrer_bonus_days,
-                policy.referee_bonus_days,
-                f"referral-bonus:{payment.id}",
-            )
-
-    promo = (
-        PromoRedemption(order.promo_code, order.customer_id, now, order.id)
-        if order.promo_code
-        else None
-    )
-    audit = AuditEntry(
+    """What succeeding *ctx*'s payment delivers (``domain.settlement`` decides)."""
+    return settlement_effects(
+        ctx.payment,
+        ctx.order,
+        ctx.plan,
+        ctx.referrer_id,
+        now=now,
         actor=actor,
-        action="payment.succeeded",
-        subject=f"payment:{payment.id}",
-        at=now,
-        details={"amount": str(payment.amount), **(audit_details or {})},
-    )
-    return Effects(
-        ledger=tuple(ledger),
-        extensions=tuple(extensions),
-        referral_bonus=bonus,
-        jobs=tuple(jobs),
-        audit=(audit,),
-        promo=promo,
+        policy=policy,
         promo_once_per_customer=promo_once_per_customer,
+        details=audit_details,
     )
 
 
@@ -166,11 +81,7 @@ async def _extend(uow: UnitOfWork, ext: Extension, now: datetime) -> None:
         sub = await uow.subscriptions.add(sub)
     else:
         await uow.subscriptions.update(sub)
-    await uow.outbox.add(
-        outbox_job(
-            now, JobKind.APPLY_SUBSCRIPTION, f"apply:{sub.id}:{ext.reason}", subscription_id=sub.id
-        )
-    )
+    await uow.outbox.add(APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: ext.reason}, now))
 
 
 async def settle_stepwise(

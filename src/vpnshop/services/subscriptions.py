@@ -10,12 +10,12 @@ from vpnshop.domain.errors import (
     TrialAlreadyUsedError,
     ValidationError,
 )
-from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.plan import Plan, TrafficReset
+from vpnshop.domain.settlement import APPLY, Ref
 from vpnshop.domain.subscription import Subscription, extend_or_start
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.customers import buyable_customer
-from vpnshop.services.deps import Deps, enqueue, record
+from vpnshop.services.deps import Deps, record
 
 
 async def current_subscription(uow: UnitOfWork, customer_id: int) -> Subscription | None:
@@ -45,9 +45,7 @@ async def extend_in(
         sub = await uow.subscriptions.add(sub)
     else:
         await uow.subscriptions.update(sub)
-    await enqueue(
-        uow, now, JobKind.APPLY_SUBSCRIPTION, f"apply:{sub.id}:{reason}", subscription_id=sub.id
-    )
+    await uow.outbox.add(APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: reason}, now))
     return sub
 
 
@@ -135,13 +133,7 @@ class ActivateTrial:
             else:  # a paying customer who never tried: the trial's days are added
                 sub = sub.extended(self.settings.days, now)
                 await uow.subscriptions.update(sub)
-            await enqueue(
-                uow,
-                now,
-                JobKind.APPLY_SUBSCRIPTION,
-                f"apply:{sub.id}:trial",
-                subscription_id=sub.id,
-            )
+            await uow.outbox.add(APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: "trial"}, now))
             await record(
                 uow,
                 now,

@@ -1,6 +1,6 @@
 """Group commit: work that arrives while a transaction runs goes together into the next one.
 
-The payment settlers (``settle_pg``, ``settle_sqlite``) put each confirmation through a
+The payment settlers (``settle_pg_batch``, ``settle_sqlite``) put each confirmation through a
 :class:`GroupCommit`. The first item is run at once, so an idle server adds no delay;
 items that arrive while ``max_inflight`` batches are running wait and go together, up to
 ``max_batch``, so a busy server pays one round trip, one statement execution and one

@@ -14,11 +14,13 @@ SQLite has one writer at a time. While the batch runs, the settler holds the eng
 only pooled connection (``create_engine`` gives SQLite a pool of one), so no write of
 this process waits on SQLite's busy timeout; another process (the CLI) still does.
 
-The statements are the same, effect for effect, as ``settle_pg.CONFIRM_BATCH_SQL`` and
-``vpnshop.services.settlement.settle_stepwise`` (tests/integration/test_fast_confirm.py
-compares them), and they write values as SQLAlchemy's column types do: datetimes as
-naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff`` text, JSON as ``json.dumps`` text, booleans as
-0 and 1.
+The effects, their keys and their payloads are the settlement rules of
+``vpnshop.domain.settlement``, filled in with the values read in the transaction: the
+same rules ``settle_pg_batch.CONFIRM_BATCH_SQL`` and
+``vpnshop.services.settlement.settle_stepwise`` render
+(tests/integration/test_settlement_backends.py compares them). The statements write
+values as SQLAlchemy's column types do: datetimes as naive UTC
+``YYYY-MM-DD HH:MM:SS.ffffff`` text, JSON as ``json.dumps`` text, booleans as 0 and 1.
 """
 
 from __future__ import annotations
@@ -39,7 +41,21 @@ from vpnshop.adapters.storage.group_commit import GroupCommit
 from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.money import Money
 from vpnshop.domain.money import currency as currency_of
+from vpnshop.domain.order import OrderKind
 from vpnshop.domain.payment import Payment, PaymentStatus, sources_of
+from vpnshop.domain.settlement import (
+    APPLY,
+    AUDIT_SUBJECT,
+    PAID_NOTICE,
+    PURCHASE_REASON,
+    REFERRAL_ACTOR,
+    REFERRAL_CREDIT,
+    REFERRAL_NOTICE,
+    SUCCEEDED_ACTION,
+    TOPUP_CREDIT,
+    CreditRule,
+    Ref,
+)
 from vpnshop.ports.settlement import Confirmation
 from vpnshop.ports.storage import StorageUnavailableError
 
@@ -86,10 +102,7 @@ _JOB = (
     "INSERT INTO outbox (kind, payload, dedupe_key, status, attempts, due_at, created_at) "
     "VALUES (?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING"
 )
-_AUDIT = (
-    "INSERT INTO audit_log (actor, action, subject, details, at) "
-    "VALUES (?, 'payment.succeeded', ?, ?, ?)"
-)
+_AUDIT = "INSERT INTO audit_log (actor, action, subject, details, at) VALUES (?, ?, ?, ?, ?)"
 _REFERRER = "SELECT referrer_id FROM referrals WHERE referee_id = ?"
 
 
@@ -224,24 +237,11 @@ class SqlitePaymentSettler:
         if row is None:
             return None
         pid, customer, currency = row["id"], row["customer_id"], row["currency"]
-        jobs: list[tuple[str, dict[str, Any], str]] = [
-            (
-                "notify_customer",
-                {"customer_id": customer, "template": "payment_received", "payment_id": pid},
-                f"notify:paid:{pid}",
-            )
-        ]
-        if found["o_kind"] == "topup":
+        refs: dict[Ref, Any] = {Ref.PAYMENT: pid, Ref.CUSTOMER: customer}
+        jobs = [PAID_NOTICE.job(refs, item.now)]
+        if found["o_kind"] == OrderKind.TOPUP:
             self._credit(
-                con,
-                customer,
-                row["amount_minor"],
-                currency,
-                "topup",
-                f"topup:{pid}",
-                str(c.actor),
-                pid,
-                now,
+                con, TOPUP_CREDIT, customer, row["amount_minor"], currency, str(c.actor), pid, now
             )
         reward = c.amount.percent(c.referral_reward_percent)
         if reward.minor > 0:
@@ -250,56 +250,50 @@ class SqlitePaymentSettler:
                 referrer = referral["referrer_id"]
                 self._credit(
                     con,
+                    REFERRAL_CREDIT,
                     referrer,
                     reward.minor,
                     currency,
-                    "referral_reward",
-                    f"referral:{pid}",
-                    "system:referral",
+                    str(REFERRAL_ACTOR),
                     pid,
                     now,
                 )
-                jobs.append(
-                    (
-                        "notify_customer",
-                        {
-                            "customer_id": referrer,
-                            "template": "referral_reward",
-                            "amount": str(reward),
-                        },
-                        f"notify:referral:{pid}",
-                    )
-                )
-        if found["o_kind"] == "plan":
+                notice = {**refs, Ref.REFERRER: referrer, Ref.REWARD: str(reward)}
+                jobs.append(REFERRAL_NOTICE.job(notice, item.now))
+        if found["o_kind"] == OrderKind.PLAN:
             subscription = self._extend(con, customer, found, item.now)
             if subscription is not None:
-                jobs.insert(
-                    1,
-                    (
-                        "apply_subscription",
-                        {"subscription_id": subscription},
-                        f"apply:{subscription}:payment:{pid}",
-                    ),
-                )
-        for kind, payload, key in jobs:
-            con.execute(_JOB, (kind, json.dumps(payload), key, now, now))
-        con.execute(_AUDIT, (str(c.actor), f"payment:{pid}", json.dumps(c.audit_details), now))
+                reason = PURCHASE_REASON(payment=pid)
+                applied = {**refs, Ref.SUBSCRIPTION: subscription, Ref.REASON: reason}
+                jobs.insert(1, APPLY.job(applied, item.now))
+        for job in jobs:
+            con.execute(_JOB, (job.kind, json.dumps(dict(job.payload)), job.dedupe_key, now, now))
+        con.execute(
+            _AUDIT,
+            (
+                str(c.actor),
+                SUCCEEDED_ACTION,
+                AUDIT_SUBJECT(payment=pid),
+                json.dumps(c.audit_details),
+                now,
+            ),
+        )
         return _payment(row)
 
     @staticmethod
     def _credit(
         con: sqlite3.Connection,
+        rule: CreditRule,
         customer: int,
         minor: int,
         currency: str,
-        kind: str,
-        key: str,
         actor: str,
-        reference: str,
+        payment_id: str,
         now: str,
     ) -> None:
+        key = rule.key(payment=payment_id)
         inserted = con.execute(
-            _LEDGER, (customer, minor, currency, kind, key, actor, reference, now)
+            _LEDGER, (customer, minor, currency, rule.kind, key, actor, payment_id, now)
         ).rowcount
         if inserted:
             con.execute(_BALANCE, (customer, currency, minor))
@@ -331,7 +325,7 @@ class SqlitePaymentSettler:
 
 
 def _matches(found: sqlite3.Row, c: Confirmation) -> bool:
-    """The conditions of settle_pg's conditional UPDATE."""
+    """The conditions of settle_pg_batch's conditional UPDATE."""
     return (
         found["status"] in _OPEN
         and found["provider"] == c.provider

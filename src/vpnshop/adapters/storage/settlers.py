@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from vpnshop.adapters.storage.settle_pg import PgPaymentSettler
+from vpnshop.adapters.storage.settle_pg_batch import PgPaymentSettler
 from vpnshop.adapters.storage.settle_sqlite import SqlitePaymentSettler, sqlite_path
 
 

@@ -26,7 +26,8 @@ from vpnshop.adapters.storage.repositories import (
     SqlTrials,
 )
 from vpnshop.domain.payment import Payment, PaymentStatus
-from vpnshop.ports.storage import Effects, StorageUnavailableError
+from vpnshop.domain.settlement import Effects
+from vpnshop.ports.storage import StorageUnavailableError
 
 if TYPE_CHECKING:
     from vpnshop.ports.storage import AtomicSettlement, UnitOfWork

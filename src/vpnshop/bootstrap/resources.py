@@ -1,0 +1,156 @@
+"""The resources a process opens and closes around :func:`~vpnshop.bootstrap.wire`.
+
+``async with bootstrap(settings) as app:`` opens every resource the process needs
+(database engine and payment settler, HTTP sessions of the panel and of the providers),
+wires the use cases, and closes everything in reverse order on exit. Each process builds
+only what it runs: nothing here imports aiogram; the bot shell adds its own pieces on
+top of ``App``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from vpnshop.adapters.clock import SystemClock, UlidIds
+from vpnshop.adapters.storage.engine import create_engine, is_sqlite, normalise_url
+from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
+from vpnshop.adapters.storage.settlers import payment_settler
+from vpnshop.adapters.storage.uow import sqlalchemy_uow_factory
+from vpnshop.bootstrap.app import App, Storage
+from vpnshop.bootstrap.wiring import wire
+from vpnshop.config import PanelSettings, Settings
+from vpnshop.ports.clock import Clock, IdGenerator
+from vpnshop.ports.notifier import Notifier
+from vpnshop.ports.panel import VpnPanel
+from vpnshop.ports.payments import PaymentGateway
+from vpnshop.services.deps import no_kick
+
+if TYPE_CHECKING:
+    from vpnshop.adapters.remnawave import RemnawaveSettings
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The PostgreSQL schema is not at the newest migration."""
+
+
+async def prepare_database(engine: AsyncEngine, url: str) -> None:
+    """The embedded SQLite default migrates itself; PostgreSQL must be upgraded by the
+    operator (``vpnshop db upgrade``), so that several replicas never race a migration."""
+    if is_sqlite(url):
+        await upgrade(engine)
+        return
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDateError(
+            f"the database schema is at {current or 'nothing'}, the code needs {head}: "
+            "run `vpnshop db upgrade`"
+        )
+
+
+def open_engine(database_url: str, stack: AsyncExitStack, *, pool_size: int = 10) -> AsyncEngine:
+    """The database engine for *database_url*, disposed of by *stack*."""
+    engine = create_engine(normalise_url(database_url), pool_size=pool_size)
+    stack.push_async_callback(engine.dispose)
+    return engine
+
+
+def open_storage(engine: AsyncEngine, stack: AsyncExitStack) -> Storage:
+    """The store on *engine*: units of work and the store's payment settler (when it has
+    one), which *stack* closes before the engine is disposed of."""
+    settler = payment_settler(engine)
+    if settler is not None:
+        stack.push_async_callback(settler.aclose)
+    return Storage(
+        uow=sqlalchemy_uow_factory(engine),
+        settler=settler,
+        settle_stats=settler.group if settler is not None else None,
+        engine=engine,
+    )
+
+
+async def open_panel(
+    panel_settings: PanelSettings,
+    stack: AsyncExitStack,
+    clock: Clock | None = None,
+    on_call: Callable[[str], None] | None = None,
+) -> VpnPanel:
+    """Build the Remnawave adapter from the settings, start it (detecting the API line;
+    an unsupported version or a refused token stops here with the adapter's message) and
+    let *stack* close it. *on_call* hears each HTTP call's outcome (metrics)."""
+    from vpnshop.adapters.remnawave import RemnawavePanel
+
+    panel = RemnawavePanel(remnawave_settings(panel_settings), clock=clock, on_call=on_call)
+    stack.push_async_callback(panel.aclose)
+    await panel.start()
+    return panel
+
+
+def remnawave_settings(p: PanelSettings) -> RemnawaveSettings:
+    """The adapter's settings; the username template and the tag are the same values
+    ``PanelNaming`` and ``HandlePanelEvent`` use (one source of truth: ``settings.panel``)."""
+    from vpnshop.adapters.remnawave import RemnawaveSettings
+
+    return RemnawaveSettings(
+        base_url=p.url,
+        token=p.token.get(),
+        api_line=p.api_line,
+        shop_tag=p.tag,
+        username_template=p.username_template,
+        x_api_key=p.x_api_key.get() if p.x_api_key else None,
+    )
+
+
+@asynccontextmanager
+async def bootstrap(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    panel: VpnPanel | None = None,
+    gateways: Mapping[str, PaymentGateway] | None = None,
+    notifier: Notifier | None = None,
+    kick: Callable[[], None] = no_kick,
+    migrate: bool = True,
+    on_panel_call: Callable[[str], None] | None = None,
+) -> AsyncIterator[App]:
+    """Open what *settings* configure, wire the App, close everything on exit. *panel*
+    and *gateways* may be given (tests, the demo); otherwise they are built from
+    *settings* when configured (gateways: see ``vpnshop.gateways.build_gateways``; pass
+    ``gateways={}`` for none). *on_panel_call* hears the outcome of each HTTP call the
+    built panel makes (the process's metrics)."""
+    async with AsyncExitStack() as stack:
+        engine = open_engine(settings.database_url, stack)
+        if migrate:
+            await prepare_database(engine, normalise_url(settings.database_url))
+        storage = open_storage(engine, stack)
+        clock = clock or SystemClock()
+        if panel is None and settings.panel is not None:
+            panel = await open_panel(settings.panel, stack, clock, on_panel_call)
+        if gateways is None:
+            from vpnshop.gateways import build_gateways
+
+            gateways = build_gateways(settings, stack)
+        yield wire(
+            settings,
+            storage=storage,
+            clock=clock,
+            ids=ids or UlidIds(clock),
+            panel=panel,
+            gateways=gateways,
+            notifier=notifier,
+            kick=kick,
+        )
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """Only the database engine, unmigrated (the ``vpnshop db`` commands)."""
+    async with AsyncExitStack() as stack:
+        yield open_engine(settings.database_url, stack)
