@@ -107,9 +107,7 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
         gt = source.find(">", j)
         if gt < 0:
             raise _parse_error(f'Unclosed start tag "{tag}" at byte offset {offset(i)}')
-        attrs_ = {
-            k.lower(): html.unescape(v.strip("\"'")) for k, v in _ATTR.findall(source[j:gt])
-        }
+        attrs_ = {k.lower(): html.unescape(v.strip("\"'")) for k, v in _ATTR.findall(source[j:gt])}
         if tag == "span" and attrs_.get("class") != "tg-spoiler":
             raise _parse_error(
                 f'Tag "span" must have class "tg-spoiler" at byte offset {offset(i)}'

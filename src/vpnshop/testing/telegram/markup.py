@@ -51,7 +51,7 @@ def validate_markup(markup: Any) -> dict[str, Any] | None:
     elif "keyboard" in markup:
         rows = markup["keyboard"]
         if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-            raise bad_request("field \"keyboard\" of the ReplyKeyboardMarkup must be an Array")
+            raise bad_request('field "keyboard" of the ReplyKeyboardMarkup must be an Array')
         for row in rows:
             for button in row:
                 text = button if isinstance(button, str) else button.get("text")

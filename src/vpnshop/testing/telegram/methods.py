@@ -68,9 +68,7 @@ async def send_message(emu: TelegramEmulator, p: Params) -> Any:
     chat = emu.resolve_chat(p.chat_id())
     text, entities, source = formatted(p, "text", MAX_TEXT, required=True)
     markup = validate_markup(p.json("reply_markup"))
-    return bot_message(
-        emu, chat, text=text, source=source, entities=entities, reply_markup=markup
-    )
+    return bot_message(emu, chat, text=text, source=source, entities=entities, reply_markup=markup)
 
 
 def _editable(emu: TelegramEmulator, p: Params, what: str = "edit") -> tuple[Chat, ChatMessage]:
@@ -204,14 +202,8 @@ async def get_file(emu: TelegramEmulator, p: Params) -> Any:
 async def answer_callback_query(emu: TelegramEmulator, p: Params) -> Any:
     query = emu.callback_queries.get(p.required_str("callback_query_id"))
     now = asyncio.get_running_loop().time()
-    if (
-        query is None
-        or query.answered
-        or now - query.created > emu.callback_answer_timeout
-    ):
-        raise bad_request(
-            "query is too old and response timeout expired or query ID is invalid"
-        )
+    if query is None or query.answered or now - query.created > emu.callback_answer_timeout:
+        raise bad_request("query is too old and response timeout expired or query ID is invalid")
     text = p.string("text")
     if text is not None and len(text) > MAX_CALLBACK_ANSWER:
         raise bad_request("MESSAGE_TOO_LONG")

@@ -142,9 +142,7 @@ class TelegramEmulator(LoopbackServer):
         """A user who can talk to the bot (made on first use; ``fields`` as on Account)."""
         account = self.accounts.get(user_id)
         if account is None:
-            account = self.add_account(
-                user_id, first_name, language_code=language_code, **fields
-            )
+            account = self.add_account(user_id, first_name, language_code=language_code, **fields)
         return TgUser(self, account)
 
     def add_chat(self, chat_id: int, type: str = "supergroup", **fields: Any) -> Chat:
@@ -297,9 +295,7 @@ class TelegramEmulator(LoopbackServer):
                 sent.popleft()
             if len(sent) >= limit:
                 wait = max(1, math.ceil(sent[0] + limits.window - now))
-                raise ApiError(
-                    429, f"Too Many Requests: retry after {wait}", retry_after=wait
-                )
+                raise ApiError(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
         for key, limit in checks:
             if limit is not None:
                 self._sent[key].append(now)

@@ -230,9 +230,7 @@ class TgUser:
     async def pay_link(self, link: str, *, within: float | None = None) -> PaymentResult:
         """Pay an invoice link made by createInvoiceLink."""
         invoice = self.emu.invoice_links[link.rsplit("$", 1)[-1]]
-        return await self._checkout(
-            invoice.currency, invoice.total_amount, invoice.payload, within
-        )
+        return await self._checkout(invoice.currency, invoice.total_amount, invoice.payload, within)
 
     async def _checkout(
         self, currency: str, amount: int, payload: str, within: float | None
