@@ -196,11 +196,17 @@ async def test_callback_query_round_trip(bot: Bot, alice: TgUser) -> None:
 
 
 async def test_pressing_a_missing_button_fails_clearly(bot: Bot, alice: TgUser) -> None:
-    """A test that presses a button the message lacks gets an AssertionError naming the
-    buttons there are."""
-    await bot.send_message(alice.id, "Menu", reply_markup=keyboard("Buy"))
+    """Pressing a button the newest message lacks fails with an AssertionError naming the
+    buttons it has; an older message's button is pressed by naming that message."""
+    menu = await bot.send_message(alice.id, "Menu", reply_markup=keyboard("Buy"))
     with pytest.raises(AssertionError, match=r"no button 'Sell'.*\['Buy'\]"):
         await alice.press("Sell")
+    await bot.send_message(alice.id, "Some news")
+    with pytest.raises(AssertionError, match=r"no button 'Buy'.*'Some news'.*\[\]"):
+        await alice.press("Buy")
+    [older] = [m for m in alice.bot_messages() if m.message_id == menu.message_id]
+    query = await alice.press("Buy", older)
+    assert query.data == "cb:Buy" and query.message_id == menu.message_id
 
 
 async def test_send_photo_multipart_stores_the_bytes(

@@ -125,3 +125,34 @@ async def get_chat_member(emu: TelegramEmulator, p: Params) -> Any:
         member.update({right: False for right in _ADMIN_RIGHTS})
         member["is_anonymous"] = False
     return member
+
+
+@method("sendChatAction")
+async def send_chat_action(emu: TelegramEmulator, p: Params) -> Any:
+    emu.resolve_chat(p.chat_id())
+    p.required_str("action")
+    return True
+
+
+@method("getChat")
+async def get_chat(emu: TelegramEmulator, p: Params) -> Any:
+    chat = emu.resolve_chat(p.chat_id())
+    return {**emu.chat_json(chat), "accent_color_id": 0, "max_reaction_count": 11}
+
+
+@method("setMyDescription")
+async def set_my_description(emu: TelegramEmulator, p: Params) -> Any:
+    emu.descriptions[f"description:{p.string('language_code') or ''}"] = p.string("description")
+    return True
+
+
+@method("setMyShortDescription")
+async def set_my_short_description(emu: TelegramEmulator, p: Params) -> Any:
+    key = f"short_description:{p.string('language_code') or ''}"
+    emu.descriptions[key] = p.string("short_description")
+    return True
+
+
+@method("setChatMenuButton")
+async def set_chat_menu_button(emu: TelegramEmulator, p: Params) -> Any:
+    return True

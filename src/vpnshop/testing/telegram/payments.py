@@ -154,3 +154,12 @@ async def refund_star_payment(emu: TelegramEmulator, p: Params) -> Any:
         chat.add(message)
         emu.feed.push({"message": emu.message_json(chat, message.message_id)})
     return True
+
+
+@method("editUserStarSubscription")
+async def edit_user_star_subscription(emu: TelegramEmulator, p: Params) -> Any:
+    payment = emu.star_payments.get(p.required_str("telegram_payment_charge_id"))
+    if payment is None or payment.user_id != p.required_int("user_id"):
+        raise bad_request("CHARGE_NOT_FOUND")
+    payment.subscription_canceled = p.flag("is_canceled")
+    return True

@@ -98,6 +98,7 @@ class TelegramEmulator(LoopbackServer):
         self.pre_checkouts: dict[str, PreCheckout] = {}
         self.star_payments: dict[str, StarPayment] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.descriptions: dict[str, str | None] = {}
         self.calls: list[Call] = []
         self.feed = UpdateFeed(self.call)
         self.rate_limits: RateLimits | None = None

@@ -226,6 +226,7 @@ class StarPayment:
     total_amount: int
     payload: str
     refunded: bool = False
+    subscription_canceled: bool = False
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -116,6 +116,9 @@ class TgUser:
     # -- acting -----------------------------------------------------------------------
 
     def _message(self, **fields: Any) -> ChatMessage:
+        if self.account.blocked:  # writing to a blocked bot unblocks it, as on Telegram
+            self.account.blocked = False
+            self._member_update("kicked", "member")
         self.account.started = True
         chat = self.chat
         self._since = chat.version
@@ -149,30 +152,25 @@ class TgUser:
         self.emu.feed.push({"message": self.emu.message_json(self.chat, message.message_id)})
 
     def button(self, label: str, message: ChatMessage | None = None) -> InlineButton:
-        """The inline button *label* of *message* (default: the newest bot message with
-        an inline keyboard); an AssertionError names the buttons there are."""
-        if message is None:
-            with_buttons = [m for m in self.bot_messages() if m.buttons]
-            if not with_buttons:
-                raise AssertionError(f"no message in user {self.id}'s chat has inline buttons")
-            message = with_buttons[-1]
+        """The inline button *label* of *message* (default: the newest bot message, as
+        a user sees it at the bottom of the chat); an AssertionError names the buttons
+        there are instead."""
+        message = self.last if message is None else message
         for row in message.buttons:
             for button in row:
                 if button.text == label:
                     return button
         raise AssertionError(
-            f"no button {label!r} on message {message.message_id}; "
+            f"no button {label!r} on message {message.message_id} "
+            f"({(message.text or message.caption or '')[:60]!r}); "
             f"its buttons: {message.button_labels!r}"
         )
 
     async def press(self, label: str, message: ChatMessage | None = None) -> CallbackQuery:
-        """Tap the inline button *label* (see :meth:`button`); returns the callback query,
-        whose ``done`` event is set when the bot answers it."""
-        if message is None:
-            with_buttons = [m for m in self.bot_messages() if m.buttons]
-            message = with_buttons[-1] if with_buttons else None
+        """Tap the inline button *label* of *message* (default: the newest bot message);
+        returns the callback query, whose ``done`` event is set when the bot answers it."""
+        message = self.last if message is None else message
         button = self.button(label, message)
-        assert message is not None
         if button.callback_data is None:
             raise AssertionError(f"button {label!r} is not a callback button: {button!r}")
         return await self.press_data(button.callback_data, message)
