@@ -4,6 +4,8 @@ each answer Telegram can give and what it becomes for the outbox."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -305,3 +307,18 @@ async def test_outbox_parks_rejected_and_unreachable_and_reschedules_floods(
         assert await uow.outbox.claim(NOW + timedelta(seconds=59.9), NOW, 10) == []
         [job] = await uow.outbox.claim(NOW + timedelta(seconds=60), NOW, 10)
     assert job.dedupe_key == "flood" and job.status is JobStatus.PENDING
+
+
+def test_telegram_adapters_do_not_import_aiogram() -> None:
+    """The notifier, the Stars gateway and the emulator load without aiogram, so the
+    processes that use them stay light."""
+    code = (
+        "import sys\n"
+        "import vpnshop.adapters.telegram, vpnshop.adapters.payments.stars\n"
+        "import vpnshop.testing.telegram\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiogram'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

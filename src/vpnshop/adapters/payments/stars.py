@@ -20,7 +20,7 @@ Checking a ``pre_checkout_query`` against the stored payment is a use case of th
 Refunding: ``refundStarPayment`` needs the paying user's id, which the port's
 ``refund(external_id, ...)`` does not carry, so the gateway is given ``charge_owner``, a
 lookup from a charge id to the paying Telegram user and the amount (the composition root
-wires it to the store). Without it, refunds are not supported. Telegram refunds a charge
+wires :func:`store_charge_owner`). Without it, refunds are not supported. Telegram refunds a charge
 whole, so a partial refund is refused rather than recorded as partial.
 :meth:`fetch_payment` returns None: the Bot API has no lookup of a payment by payload.
 """
@@ -51,6 +51,7 @@ from vpnshop.ports.payments import (
     WebhookReply,
     WebhookRequest,
 )
+from vpnshop.ports.storage import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,22 @@ class StarsCharge:
 
 
 ChargeOwner = Callable[[str], Awaitable[StarsCharge | None]]
+
+
+def store_charge_owner(uow: UnitOfWorkFactory) -> ChargeOwner:
+    """The :data:`ChargeOwner` that reads our stored Stars payment and its customer."""
+
+    async def owner(charge_id: str) -> StarsCharge | None:
+        async with uow() as tx:
+            payment = await tx.payments.by_external_id(PROVIDER, charge_id)
+            if payment is None:
+                return None
+            customer = await tx.customers.get(payment.customer_id)
+        if customer is None:
+            return None
+        return StarsCharge(customer.telegram_id, payment.amount)
+
+    return owner
 
 
 def payload_for(payment_id: str) -> str:
@@ -177,7 +194,7 @@ class StarsGateway(GatewayLifetime):
             raise WebhookMalformedError("stars: the update is not JSON") from None
         if not isinstance(body, dict):
             raise WebhookMalformedError("stars: the update is not a JSON object")
-        message = body.get("message", body) if "update_id" in body else body
+        message = body.get("message", body)  # an Update, or the Message itself
         if not isinstance(message, dict):
             return self._ignored(body)
         occurred = message.get("date")
