@@ -485,3 +485,41 @@ async def test_an_aiogram_dispatcher_answers_through_the_emulator(
     finally:
         await dp.stop_polling()
         await polling
+
+
+async def test_aiogram_webhook_handler_checks_the_secret(bot: Bot, tg: TelegramEmulator) -> None:
+    """aiogram's own webhook handler accepts the emulator's deliveries with the right
+    secret (the bot answers) and refuses them with a wrong one (the emulator retries)."""
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+
+    dp = Dispatcher()
+
+    @dp.message()
+    async def echo(message: Message) -> None:
+        await message.answer(f"echo: {html.escape(message.text or '')}")
+
+    app = web.Application()
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token="right_secret").register(
+        app, path="/tg"
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/tg"
+    try:
+        dave = tg.user(4004, "Dave")
+        await bot.set_webhook(url, secret_token="right_secret")
+        await dave.send("one")
+        assert (await dave.reply(within=10)).text == "echo: one"
+        tg.feed.retry_delays = (0.01, 0.01)
+        await bot.set_webhook(url, secret_token="wrong_secret")
+        await dave.send("two")
+        for _ in range(200):
+            if len(tg.feed.deliveries) >= 4 and not tg.feed.pending:  # given up
+                break
+            await asyncio.sleep(0.025)
+        assert [d.status for d in tg.feed.deliveries[1:]] == [401, 401, 401]
+        assert dave.texts() == ["echo: one"]
+    finally:
+        await bot.delete_webhook()
+        await runner.cleanup()

@@ -114,8 +114,11 @@ class TelegramEmulator(LoopbackServer):
         app = web.Application(client_max_size=50 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
-        app.on_cleanup.append(lambda _app: self.feed.close())
         return app
+
+    async def close(self) -> None:
+        await self.feed.close()  # first: a pending long poll would hold up the shutdown
+        await super().close()
 
     @property
     def api_url(self) -> str:

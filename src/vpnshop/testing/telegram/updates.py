@@ -185,13 +185,21 @@ class UpdateFeed:
             info["last_error_date"], info["last_error_message"] = self.last_error
         return info
 
+    def release_pollers(self) -> None:
+        """Answer a pending long poll now (409), so that the server can stop at once."""
+        if self._poller is not None and not self._poller.done():
+            self._poller.set_result(None)
+
     async def close(self) -> None:
+        self.release_pollers()
         if self._deliverer is not None:
             self._deliverer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._deliverer
+            self._deliverer = None
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
     async def _deliver_forever(self) -> None:
         self._session = self._session or aiohttp.ClientSession(
