@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from vpnshop.adapters.telegram import BotApiClient, BotApiError, BotApiSettings
 from vpnshop.testing.telegram import TelegramEmulator, TgUser
@@ -175,3 +176,28 @@ async def test_refund_by_support_is_a_refunded_payment_message(
             "refundStarPayment",
             {"user_id": alice.id, "telegram_payment_charge_id": paid.charge_id},
         )
+
+
+async def test_a_webhook_answer_may_carry_a_method(
+    api: BotApiClient, tg: TelegramEmulator, alice: TgUser
+) -> None:
+    """A webhook that answers with {"method": ...} has that method run, as Telegram does."""
+
+    async def hook(request: web.Request) -> web.Response:
+        update = await request.json()
+        chat_id = update["message"]["chat"]["id"]
+        return web.json_response({"method": "sendMessage", "chat_id": chat_id, "text": "pong"})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        await api.call("setWebhook", {"url": url, "drop_pending_updates": True})
+        await alice.send("ping")
+        assert (await alice.reply(within=5)).text == "pong"
+        assert [d.secret_header for d in tg.feed.deliveries] == [None]
+    finally:
+        await runner.cleanup()
