@@ -201,3 +201,18 @@ async def test_a_webhook_answer_may_carry_a_method(
         assert [d.secret_header for d in tg.feed.deliveries] == [None]
     finally:
         await runner.cleanup()
+
+
+async def test_reply_keyboard_taps_send_the_label(api: BotApiClient, alice: TgUser) -> None:
+    """A custom keyboard stays until removed; tapping a key sends its label as text."""
+    keyboard = {"keyboard": [[{"text": "My subscription"}, {"text": "Buy"}]], "is_persistent": True}
+    await api.call("sendMessage", {"chat_id": alice.id, "text": "Menu", "reply_markup": keyboard})
+    await api.call("sendMessage", {"chat_id": alice.id, "text": "Anything else"})
+    sent = await alice.tap("Buy")
+    assert sent.text == "Buy" and not sent.entities
+    await api.call(
+        "sendMessage",
+        {"chat_id": alice.id, "text": "Bye", "reply_markup": {"remove_keyboard": True}},
+    )
+    with pytest.raises(AssertionError, match=r"no key 'Buy'.*\[\]"):
+        await alice.tap("Buy")

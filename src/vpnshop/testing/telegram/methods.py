@@ -59,6 +59,11 @@ def bot_message(emu: TelegramEmulator, chat: Chat, **fields: Any) -> dict[str, A
         sender=emu.bot_user,
         **fields,
     )
+    markup = message.reply_markup or {}
+    if "keyboard" in markup:
+        chat.reply_keyboard = markup
+    elif "remove_keyboard" in markup:
+        chat.reply_keyboard = None
     chat.add(message)
     return emu.message_json(chat, message.message_id)
 

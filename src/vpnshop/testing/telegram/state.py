@@ -120,6 +120,7 @@ class Chat:
     messages: dict[int, ChatMessage] = attrs.field(factory=dict)
     members: dict[int, str] = attrs.field(factory=dict)  # user id -> status (channels)
     migrated_to: int | None = None
+    reply_keyboard: dict[str, Any] | None = None  # the custom keyboard the user sees now
     next_message_id: int = 1
     version: int = 0  # bumped on every change, so that tests can wait for one
     _changed: asyncio.Event | None = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from vpnshop.testing.telegram.markup import InlineButton
+from vpnshop.testing.telegram.markup import InlineButton, reply_keyboard_labels
 from vpnshop.testing.telegram.state import (
     Account,
     CallbackQuery,
@@ -145,6 +145,14 @@ class TgUser:
     async def start(self, payload: str | None = None) -> ChatMessage:
         """Open the bot, through a deep link ``t.me/<bot>?start=<payload>`` if given."""
         return await self.send(f"/start {payload}" if payload else "/start")
+
+    async def tap(self, label: str) -> ChatMessage:
+        """Tap *label* on the custom (reply) keyboard shown now: it sends *label* as text;
+        an AssertionError names the labels there are when it is not on the keyboard."""
+        labels = reply_keyboard_labels(self.chat.reply_keyboard)
+        if label not in labels:
+            raise AssertionError(f"no key {label!r} on user {self.id}'s keyboard: {labels!r}")
+        return await self.send(label)
 
     async def redeliver(self, message: ChatMessage) -> None:
         """Queue *message* again as a new update, as Telegram does after a lost answer."""
