@@ -7,9 +7,10 @@ import asyncio
 import subprocess
 import sys
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 
 from vpnshop.adapters.telegram import (
@@ -31,7 +32,7 @@ from vpnshop.ports.notifier import (
 )
 from vpnshop.services.deps import Deps
 from vpnshop.services.outbox import OutboxWorker
-from vpnshop.testing.fakes import FakeClock, SequentialIds
+from vpnshop.testing.fakes import FakeClock, FakeNotifier, SequentialIds
 from vpnshop.testing.memory import MemoryStore, memory_uow_factory
 from vpnshop.testing.telegram import TelegramEmulator, TgUser
 
@@ -322,3 +323,43 @@ def test_telegram_adapters_do_not_import_aiogram() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+@attrs.frozen
+class Harness:
+    """A notifier with the means to block a chat and read what a chat received."""
+
+    notifier: Notifier
+    block: Callable[[int], Awaitable[None]]
+    texts: Callable[[int], list[str]]
+
+
+@pytest.fixture(params=["fake", "telegram"])
+async def harness(
+    request: pytest.FixtureRequest, tg: TelegramEmulator, client: BotApiClient
+) -> Harness:
+    if request.param == "fake":
+        fake = FakeNotifier()
+
+        async def block_fake(chat_id: int) -> None:
+            fake.block(chat_id)
+
+        return Harness(fake, block_fake, fake.texts)
+    users = {uid: tg.user(uid, f"U{uid}") for uid in (1, 2)}
+    for user in users.values():
+        await user.start()
+
+    async def block_user(chat_id: int) -> None:
+        await users[chat_id].block()
+
+    return Harness(TelegramNotifier(client), block_user, lambda c: users[c].texts())
+
+
+async def test_fake_and_real_notifier_agree(harness: Harness) -> None:
+    """FakeNotifier and TelegramNotifier deliver alike and refuse a blocked chat alike."""
+    await harness.notifier.send(1, Message("hello", ((Button("Menu", callback="m"),),)))
+    await harness.block(2)
+    with pytest.raises(RecipientUnreachableError):
+        await harness.notifier.send(2, Message("hi"))
+    assert harness.texts(1) == ["hello"]
+    assert harness.texts(2) == []
