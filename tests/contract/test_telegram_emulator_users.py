@@ -39,6 +39,8 @@ async def test_start_with_payload_is_a_command_update(api: BotApiClient, alice: 
     assert message["text"] == "/start promo_SPRING"
     assert message["entities"] == [{"type": "bot_command", "offset": 0, "length": 6}]
     assert message["from"]["id"] == alice.id and message["chat"]["type"] == "private"
+    with pytest.raises(AssertionError, match="no deep link"):
+        await alice.start("ref code")
 
 
 async def test_reply_waits_for_the_bots_next_message(api: BotApiClient, alice: TgUser) -> None:

@@ -8,6 +8,7 @@ sent or edited after the user's last action) or :meth:`TgUser.wait_until`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ from vpnshop.testing.telegram.state import (
 
 if TYPE_CHECKING:
     from vpnshop.testing.telegram.server import TelegramEmulator
+
+_DEEP_LINK = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @attrs.frozen
@@ -143,7 +146,10 @@ class TgUser:
         return self._message(text=text, entities=entities)
 
     async def start(self, payload: str | None = None) -> ChatMessage:
-        """Open the bot, through a deep link ``t.me/<bot>?start=<payload>`` if given."""
+        """Open the bot, through a deep link ``t.me/<bot>?start=<payload>`` if given.
+        Telegram only makes such links for 1-64 characters of ``A-Za-z0-9_-``."""
+        if payload is not None and not _DEEP_LINK.fullmatch(payload):
+            raise AssertionError(f"Telegram has no deep link with payload {payload!r}")
         return await self.send(f"/start {payload}" if payload else "/start")
 
     async def tap(self, label: str) -> ChatMessage:
