@@ -6,7 +6,7 @@ from typing import Protocol
 
 import attrs
 
-from vpnshop.domain.errors import DomainError
+from vpnshop.domain.errors import DomainError, ValidationError
 
 
 class NotifierError(DomainError):
@@ -29,6 +29,21 @@ class RetryLaterError(NotifierError):
         self.retry_after = retry_after
 
 
+class MessageRejectedError(NotifierError, ValidationError):
+    """Telegram refused this message itself (bad markup, text too long, chat not found):
+    sending it again cannot help, so the outbox parks the job with this reason (it is a
+    ValidationError for that)."""
+
+    code = "message_rejected"
+
+
+class NotifierUnavailableError(NotifierError):
+    """Telegram could not be reached, failed on its side, or refused the bot itself (a
+    wrong token): nothing is wrong with the message; retry later with backoff."""
+
+    code = "notifier_unavailable"
+
+
 @attrs.frozen
 class Button:
     text: str
@@ -47,5 +62,7 @@ class Message:
 
 class Notifier(Protocol):
     async def send(self, chat_id: int, message: Message) -> None:
-        """Send *message*. Raises RecipientUnreachableError or RetryLaterError."""
+        """Send *message*. Not idempotent (a retry may repeat it). Raises
+        RecipientUnreachableError (stop writing to this chat), RetryLaterError (wait exactly
+        ``retry_after``), MessageRejectedError (permanent) or NotifierUnavailableError."""
         ...
