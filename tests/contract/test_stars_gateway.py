@@ -31,7 +31,8 @@ from vpnshop.ports.payments import (
     WebhookMalformedError,
     WebhookRequest,
 )
-from vpnshop.services.payments import Outcome, StartCheckout
+from vpnshop.services.checkout import StartCheckout
+from vpnshop.services.outcome import Outcome
 from vpnshop.services.refunds import RefundPayment
 from vpnshop.testing.memory import MemoryStore, memory_uow_factory
 from vpnshop.testing.telegram import TelegramEmulator, TgUser
