@@ -78,7 +78,8 @@ def vet_json(
     doc: Any, what: str = "body", *, error: type[Exception] = WebhookMalformedError
 ) -> None:
     """Walk *doc* without recursion: depth at most :data:`MAX_DEPTH`, every string (key or
-    value) acceptable to the databases, every float finite; otherwise raise *error*."""
+    value) acceptable to the databases, every number finite and inside BIGINT; otherwise
+    raise *error*."""
     stack: list[tuple[Any, int]] = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
@@ -89,6 +90,9 @@ def vet_json(
         elif isinstance(node, float):
             if not math.isfinite(node):
                 raise error(f"{what}: a number is out of range")
+        elif isinstance(node, int):
+            if not -BIGINT_MAX <= node <= BIGINT_MAX:  # no column here is wider than BIGINT
+                raise error(f"{what}: an integer is out of range")
         elif isinstance(node, dict | list):
             if depth > MAX_DEPTH:
                 raise error(f"{what} is nested deeper than {MAX_DEPTH}")
