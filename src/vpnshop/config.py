@@ -115,6 +115,19 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {value!r}") from None
+        if not lo <= number <= hi:  # also refuses nan
+            raise ValueError(f"must be between {lo:g} and {hi:g} seconds, got {value}")
+        return number
+
+    return parse
+
+
 def _bool(value: str) -> bool:
     low = value.lower()
     if low in ("1", "true", "yes", "on"):
@@ -196,6 +209,11 @@ class Settings:
     webhooks_host: str = "127.0.0.1"
     webhooks_port: int = 8080
     trusted_proxies: tuple[str, ...] = ()
+    # Time bounds of the webhook server (seconds): a request's headers and its body must
+    # each arrive within their limit; an idle keep-alive connection is closed after the last.
+    webhook_header_timeout: float = 5.0
+    webhook_body_timeout: float = 5.0
+    webhook_keepalive_timeout: float = 15.0
     panel: PanelSettings | None = None
     trial_days: int = 3
     trial_traffic_gb: int = 10
@@ -322,6 +340,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         webhooks_host=r.get("WEBHOOKS_HOST", str, "127.0.0.1"),
         webhooks_port=r.get("WEBHOOKS_PORT", _int(0, 65535), 8080),
         trusted_proxies=r.get("TRUSTED_PROXIES", _str_list, ()),
+        webhook_header_timeout=r.get("WEBHOOK_HEADER_TIMEOUT", _seconds(0.1, 300), 5.0),
+        webhook_body_timeout=r.get("WEBHOOK_BODY_TIMEOUT", _seconds(0.1, 300), 5.0),
+        webhook_keepalive_timeout=r.get("WEBHOOK_KEEPALIVE_TIMEOUT", _seconds(0.1, 3600), 15.0),
         panel=panel,
         trial_days=r.get("TRIAL_DAYS", _int(0, 365), 3),
         trial_traffic_gb=r.get("TRIAL_TRAFFIC_GB", _int(0), 10),
