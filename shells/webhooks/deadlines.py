@@ -98,7 +98,8 @@ class HeaderDeadline(asyncio.Protocol):
             self._inner.force_close()
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        self._inner.eof_received()
+        return None  # close the transport on EOF, as aiohttp's handler does
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
