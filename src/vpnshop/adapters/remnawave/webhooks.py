@@ -322,8 +322,8 @@ def parse_event(payload: Mapping[str, Any], *, dedupe_key: str) -> PanelEvent:
     threshold = None
     if kind is PanelEventType.USER_BANDWIDTH_THRESHOLD and isinstance(data, Mapping):
         raw = data.get("lastTriggeredThreshold")
-        number = isinstance(raw, int | float) and not isinstance(raw, bool)
-        threshold = int(raw) if number and 0 <= raw <= 10_000 else None
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and 0 <= raw <= 10_000:
+            threshold = int(raw)  # a percentage; nan and inf fail the range test
     return PanelEvent(
         type=kind,
         name=name,
