@@ -8,7 +8,7 @@ import attrs
 
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.customer import Customer, normalise_language
-from vpnshop.domain.errors import ConflictError, ReferralError
+from vpnshop.domain.errors import ReferralError
 from vpnshop.domain.referral import Referral, check_referral
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps, record
@@ -61,12 +61,9 @@ class RegisterCustomer:
                 campaign=campaign,
                 created_at=now,
             )
-            try:
-                customer = await uow.customers.add(customer)
-            except ConflictError:
-                again = await uow.customers.by_telegram_id(telegram_id)
-                assert again is not None
-                return again, False
+            customer, created = await uow.customers.get_or_add(customer)
+            if not created:  # a concurrent registration won; theirs is the customer
+                return customer, False
             if referrer_telegram_id is not None:
                 referrer = await uow.customers.by_telegram_id(referrer_telegram_id)
                 assert customer.id is not None
