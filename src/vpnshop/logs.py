@@ -146,14 +146,14 @@ class ClientErrorsInOneLine(logging.Filter):
         levelno = logging.getLevelName(level)
         if not logging.getLogger(record.name).isEnabledFor(levelno):
             return False
-        lines = str(exc).strip().splitlines()
+        detail = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
         # The template stays a template, so that the rate limit groups these lines.
         if isinstance(record.args, tuple):
             template, args = str(record.msg), record.args
         else:
             template, args = record.getMessage().replace("%", "%%"), ()
         record.msg = f"{template} (%s: %s)"
-        record.args = (*args, type(exc).__name__, lines[0] if lines else "")
+        record.args = (*args, type(exc).__name__, detail[:300])
         record.exc_info, record.exc_text = None, None
         record.levelno, record.levelname = levelno, level
         return True
