@@ -202,15 +202,18 @@ def shown(value: object, limit: int = 60) -> str:
 async def receive_body(request: web.Request, name: str, remote_ip: str) -> bytes | Refusal:
     """The raw body exactly as sent, or the refusal to answer instead.
 
-    Refused before a byte is read: a ``Content-Encoding`` other than identity (415; a
-    signature covers the bytes received, never a decoded form) and a declared length
+    Refused before a byte is read: a ``Content-Encoding`` other than identity, or a
+    ``Transfer-Encoding`` other than chunked (415; a signature covers the bytes received,
+    never a decoded form) and a declared length
     over the limit (413). While reading: over the limit (413), not complete within the
     body deadline (408), a client that went away or broke the framing (400, though it
     will rarely read it). Each refusal is one log line.
     """
     config = request.app[CONFIG_KEY]
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in IDENTITY:
+    encoding = _coding(request, "Content-Encoding", IDENTITY) or _coding(
+        request, "Transfer-Encoding", (*IDENTITY, "chunked")
+    )
+    if encoding:
         log.warning(
             "%s webhook from %s refused: Content-Encoding %s", name, remote_ip, shown(encoding)
         )
@@ -241,6 +244,15 @@ async def receive_body(request: web.Request, name: str, remote_ip: str) -> bytes
             exc,
         )
         return Refusal("body_incomplete", _closing(400, "incomplete body"))
+
+
+def _coding(request: web.Request, header: str, accepted: tuple[str, ...]) -> str:
+    """The first coding named in any *header* line that is not in *accepted* ("" if none)."""
+    for line in request.headers.getall(header, []):
+        for coding in line.split(","):
+            if coding.strip().lower() not in accepted:
+                return coding.strip().lower() or line
+    return ""
 
 
 def _closing(status: int, text: str) -> web.Response:
