@@ -202,12 +202,12 @@ def shown(value: object, limit: int = 60) -> str:
 async def receive_body(request: web.Request, name: str, remote_ip: str) -> bytes | Refusal:
     """The raw body exactly as sent, or the refusal to answer instead.
 
-    Refused before a byte is read: a ``Content-Encoding`` other than identity, or a
+    Refused before a byte is read: a ``Content-Encoding`` other than identity or a
     ``Transfer-Encoding`` other than chunked (415; a signature covers the bytes received,
-    never a decoded form) and a declared length
-    over the limit (413). While reading: over the limit (413), not complete within the
-    body deadline (408), a client that went away or broke the framing (400, though it
-    will rarely read it). Each refusal is one log line.
+    never a decoded form), and a declared length over the limit (413). While reading:
+    over the limit (413), not complete within the body deadline (408), a client that
+    went away or broke the framing (400, though it will rarely read it). Each refusal is
+    one log line and closes the connection.
     """
     config = request.app[CONFIG_KEY]
     encoding = _coding(request, "Content-Encoding", IDENTITY) or _coding(
@@ -215,7 +215,7 @@ async def receive_body(request: web.Request, name: str, remote_ip: str) -> bytes
     )
     if encoding:
         log.warning(
-            "%s webhook from %s refused: Content-Encoding %s", name, remote_ip, shown(encoding)
+            "%s webhook from %s refused: coding %s", name, remote_ip, shown(encoding)
         )
         return Refusal("unsupported_encoding", _closing(415, "content encoding not accepted"))
     length = request.content_length
