@@ -5,6 +5,8 @@ amount, one conditional UPDATE to succeeded, a ledger entry and the balance, an 
 job, an audit row, commit). The floor, measured on the same engine in the same run: a
 plain single-row UPDATE per transaction. Rounds alternate product and floor (A B A B)
 because hypervisor steal varies between runs; medians and their ratio are printed.
+PostgreSQL runs with fsync, synchronous_commit and full_page_writes on (``_durable.py``),
+and the settings it ran with are printed.
 
     python bench/bench_finalise.py [--payments 400] [--rounds 3] [--concurrency 16]
 """
@@ -174,11 +176,17 @@ async def main() -> None:
         await measure("SQLite", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", args)
     if args.no_postgres:
         return
-    from vpnshop.testing.pgcluster import PostgresCluster
+    from _durable import durable_cluster, print_settings  # bench/ is the script's directory
 
-    with PostgresCluster() as cluster:
+    with durable_cluster() as cluster:
         cluster.create_database("bench")
-        await measure("PostgreSQL", cluster.sqlalchemy_url("bench"), args)
+        url = cluster.sqlalchemy_url("bench")
+        engine = create_engine(url)
+        try:
+            await print_settings(engine)
+        finally:
+            await engine.dispose()
+        await measure("PostgreSQL", url, args)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import attrs
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.exc import InterfaceError, OperationalError
+from aiohttp.web_protocol import RequestPayloadError
 
+from shells.webhooks.deadlines import BodyDeadlines, BodyTimeoutError
 from shells.webhooks.metrics import CONTENT_TYPE, WebhookMetrics
 from vpnshop.adapters.payments.netcheck import InvalidAllowlistEntryError, IpAllowlist
 from vpnshop.bootstrap import App
@@ -57,15 +57,12 @@ CONTENT_TYPES: Mapping[str, tuple[str, ...]] = {
 }
 CHECK_TIMEOUT = 3.0  # seconds for each /readyz check
 
-# The storage adapter reports lost connections as StorageUnavailableError (an engine
-# error hook); the driver-level classes stay here as a second line, because a provider
-# told "5xx" retries later while a wrong 4xx or 2xx would lose the payment's webhook.
-STORAGE_DOWN: tuple[type[BaseException], ...] = (
-    StorageUnavailableError,
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-)
+BODY_TIMEOUT = 5.0  # seconds for a request's body to arrive (VPNSHOP_WEBHOOKS_BODY_TIMEOUT)
+IDENTITY = ("", "identity")  # the only Content-Encoding accepted: bodies are taken as sent
+
+# The storage adapters report an unavailable database as the port's error; this shell
+# knows nothing of the driver. A provider told "503" retries later.
+STORAGE_DOWN: tuple[type[BaseException], ...] = (StorageUnavailableError,)
 
 
 @attrs.frozen
@@ -73,6 +70,7 @@ class ServerConfig:
     """How this server treats requests (derived from settings; tests may change it)."""
 
     max_body: int = MAX_BODY
+    body_timeout: float = BODY_TIMEOUT
     trusted_proxies: IpAllowlist = attrs.field(factory=lambda: IpAllowlist(()))
     content_types: Mapping[str, tuple[str, ...]] = attrs.field(factory=lambda: CONTENT_TYPES)
 
@@ -80,6 +78,7 @@ class ServerConfig:
 APP_KEY = web.AppKey("vpnshop_app", App)
 METRICS_KEY = web.AppKey("vpnshop_metrics", WebhookMetrics)
 CONFIG_KEY = web.AppKey("vpnshop_server_config", ServerConfig)
+BODIES_KEY = web.AppKey("vpnshop_body_deadlines", BodyDeadlines)
 
 
 def resolve_remote_ip(
@@ -140,24 +139,18 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
         metrics.webhook(name, outcome, time.perf_counter() - started)
         return response
 
-    length = request.content_length
-    if length is not None and length > config.max_body:
-        log.warning("%s webhook from %s refused: body of %d bytes", name, remote_ip, length)
-        return done("too_large", _plain(413, "body too large"))
     if request.content_type not in _content_types(config, name, gateway):
         log.warning(
-            "%s webhook from %s refused: content type %r", name, remote_ip, request.content_type
+            "%s webhook from %s refused: content type %s",
+            name,
+            remote_ip,
+            shown(request.content_type),
         )
         return done("unsupported_media_type", _plain(415, "unsupported content type"))
-    try:
-        # Bounded by the application's client_max_size: aiohttp stops reading and raises
-        # as soon as a body without (or lying in) Content-Length grows past it.
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        log.warning(
-            "%s webhook from %s refused: body over %d bytes", name, remote_ip, config.max_body
-        )
-        return done("too_large", _plain(413, "body too large"))
+    received = await receive_body(request, name, remote_ip)
+    if isinstance(received, Refusal):
+        return done(received.outcome, received.response)
+    body = received
 
     notice = WebhookRequest(
         body=body, headers=request.headers, remote_ip=remote_ip, content_type=request.content_type
@@ -191,6 +184,83 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     return done(outcome.value, _reply(gateway.webhook_reply))
 
 
+@attrs.frozen
+class Refusal:
+    """Why a request's body was not taken: the metrics outcome and the answer."""
+
+    outcome: str
+    response: web.Response
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A client-supplied value quoted for a log line, cut to *limit* characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+async def receive_body(request: web.Request, name: str, remote_ip: str) -> bytes | Refusal:
+    """The raw body exactly as sent, or the refusal to answer instead.
+
+    Refused before a byte is read: a ``Content-Encoding`` other than identity or a
+    ``Transfer-Encoding`` other than chunked (415; a signature covers the bytes received,
+    never a decoded form), and a declared length over the limit (413). While reading:
+    over the limit (413), not complete within the body deadline (408), a client that
+    went away or broke the framing (400, though it will rarely read it). Each refusal is
+    one log line and closes the connection.
+    """
+    config = request.app[CONFIG_KEY]
+    encoding = _coding(request, "Content-Encoding", IDENTITY) or _coding(
+        request, "Transfer-Encoding", (*IDENTITY, "chunked")
+    )
+    if encoding:
+        log.warning(
+            "%s webhook from %s refused: coding %s", name, remote_ip, shown(encoding)
+        )
+        return Refusal("unsupported_encoding", _closing(415, "content encoding not accepted"))
+    length = request.content_length
+    if length is not None and length > config.max_body:
+        log.warning("%s webhook from %s refused: body of %d bytes", name, remote_ip, length)
+        return Refusal("too_large", _closing(413, "body too large"))
+    try:
+        # Bounded by the application's client_max_size: aiohttp stops reading and raises
+        # as soon as a body without (or lying in) Content-Length grows past it.
+        return await request.app[BODIES_KEY].read(request)
+    except web.HTTPRequestEntityTooLarge:
+        log.warning(
+            "%s webhook from %s refused: body over %d bytes", name, remote_ip, config.max_body
+        )
+        return Refusal("too_large", _closing(413, "body too large"))
+    except BodyTimeoutError as exc:
+        log.warning("%s webhook from %s refused: %s", name, remote_ip, exc)
+        return Refusal("body_timeout", _closing(408, "request body timed out"))
+    except (ConnectionError, RequestPayloadError) as exc:
+        # Ordinary client behaviour (gone mid-body, bad chunked framing): not our bug.
+        log.info(
+            "%s webhook from %s: body not received: %s: %s",
+            name,
+            remote_ip,
+            type(exc).__name__,
+            exc,
+        )
+        return Refusal("body_incomplete", _closing(400, "incomplete body"))
+
+
+def _coding(request: web.Request, header: str, accepted: tuple[str, ...]) -> str:
+    """The first coding named in any *header* line that is not in *accepted* ("" if none)."""
+    for line in request.headers.getall(header, []):
+        for coding in line.split(","):
+            if coding.strip().lower() not in accepted:
+                return coding.strip().lower() or line
+    return ""
+
+
+def _closing(status: int, text: str) -> web.Response:
+    # The rest of such a request is not worth reading: answer and close the connection.
+    response = _plain(status, text)
+    response.force_close()
+    return response
+
+
 def _count_confirmed(metrics: WebhookMetrics, name: str, event: PaymentEvent) -> None:
     amount = event.amount
     if amount is None:
@@ -208,7 +278,7 @@ async def _database_ok(app: App) -> None:
     if app.engine is None:  # the in-memory store is always there
         return
     async with asyncio.timeout(CHECK_TIMEOUT), app.engine.connect() as conn:
-        await conn.execute(sa.text("SELECT 1"))
+        await conn.exec_driver_sql("SELECT 1")
 
 
 async def _panel_ok(app: App) -> None:
@@ -280,13 +350,15 @@ def create_app(
     *,
     metrics: WebhookMetrics | None = None,
     max_body: int = MAX_BODY,
+    body_timeout: float | None = None,
     trusted_proxies: Iterable[str] | None = None,
     content_types: Mapping[str, tuple[str, ...]] | None = None,
     extra_routes: Iterable[web.AbstractRouteDef] = (),
 ) -> web.Application:
     """The aiohttp application for an already built *app* (its owner closes it).
 
-    *trusted_proxies* defaults to ``app.settings.trusted_proxies`` (CIDRs).
+    *trusted_proxies* defaults to ``app.settings.trusted_proxies`` (CIDRs), *body_timeout*
+    to ``app.settings.webhooks_body_timeout`` (seconds).
 
     *extra_routes* is the hook for other webhook senders, e.g. the panel:
     ``create_app(app, extra_routes=[web.post("/webhooks/remnawave", handler)])``. They
@@ -299,8 +371,14 @@ def create_app(
     if app.settle_stats is not None:
         metrics.watch_settler(app.settle_stats)
     web_app[METRICS_KEY] = metrics
+    if body_timeout is None:
+        body_timeout = app.settings.webhooks_body_timeout
+    bodies = BodyDeadlines(body_timeout)
+    web_app[BODIES_KEY] = bodies
+    web_app.on_shutdown.append(bodies.on_shutdown)  # a half-sent body never holds up a stop
     web_app[CONFIG_KEY] = ServerConfig(
         max_body=max_body,
+        body_timeout=body_timeout,
         trusted_proxies=_trusted(
             app.settings.trusted_proxies if trusted_proxies is None else trusted_proxies
         ),

@@ -6,9 +6,10 @@ an unverified panel webhook is never accepted.
 
 Answers: 401 for a bad or missing signature (logged), 400 for a stale or malformed
 delivery, 200 for a replay, for events the shop ignores and for users it does not own,
-200 after ``HandlePanelEvent`` committed, 503 when the database is down and 500 on any
-other failure; after a failure the delivery is forgotten by the verifier so that the
-panel's retry is processed.
+200 after ``HandlePanelEvent`` committed, 503 when the database is down and 500 only for
+a bug of ours (logged with its traceback); bodies are received as for the payment routes
+(``receive_body``: 415 for any Content-Encoding, 413, 408). After a failure the delivery
+is forgotten by the verifier so that the panel's retry is processed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from shells.webhooks.app import CONFIG_KEY, METRICS_KEY, STORAGE_DOWN, _plain, resolve_remote_ip
+from shells.webhooks.app import (
+    CONFIG_KEY,
+    METRICS_KEY,
+    STORAGE_DOWN,
+    Refusal,
+    _plain,
+    receive_body,
+    resolve_remote_ip,
+)
 from vpnshop.bootstrap import App
 from vpnshop.domain.panel_events import (
     PanelWebhookError,
@@ -59,11 +68,11 @@ def make_handler(
             metrics.webhook(NAME, outcome, time.perf_counter() - started)
             return _plain(status, text)
 
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            log.warning("remnawave webhook from %s refused: body too large", remote_ip)
-            return done("too_large", 413, "body too large")
+        received = await receive_body(request, NAME, remote_ip)
+        if isinstance(received, Refusal):
+            metrics.webhook(NAME, received.outcome, time.perf_counter() - started)
+            return received.response
+        body = received
         try:
             event = verifier.parse(body, request.headers)
         except ReplayedWebhookError:

@@ -4,7 +4,13 @@ It builds the App once (``vpnshop.bootstrap``), serves :func:`create_app` on
 ``VPNSHOP_WEBHOOKS_HOST:PORT``, and runs the outbox in the background: at once when a
 commit of this process enqueued jobs (bootstrap's ``kick``), otherwise every few seconds.
 SIGTERM or SIGINT stops accepting connections, lets in-flight requests finish (up to
-``shutdown_timeout``), stops the outbox loop, then closes the App. No aiogram here.
+``shutdown_timeout``; a request still sending its headers or body is not waited for),
+stops the outbox loop, then closes the App. No aiogram here.
+
+Connections are bounded in time (``shells.webhooks.deadlines``): a request's headers and
+body must each arrive within ``VPNSHOP_WEBHOOKS_HEADER_TIMEOUT`` /
+``VPNSHOP_WEBHOOKS_BODY_TIMEOUT`` seconds, and idle keep-alive connections close after
+``VPNSHOP_WEBHOOKS_KEEPALIVE_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -21,16 +27,20 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from shells.webhooks.app import create_app
+from shells.webhooks.deadlines import WebhookRunner
 from shells.webhooks.metrics import WebhookMetrics
 from shells.webhooks.panel import panel_routes
 from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import Settings, SettingUnusableError
+from vpnshop.logs import quiet_client_errors
 from vpnshop.ports.storage import StorageUnavailableError
 
 log = logging.getLogger(__name__)
 
 OUTBOX_INTERVAL = 5.0  # seconds between polls when nobody kicks
 SHUTDOWN_TIMEOUT = 20.0  # seconds in-flight requests get to finish
+HEADER_TIMEOUT = 5.0  # defaults of the settings of the same names
+KEEPALIVE_TIMEOUT = 15.0
 
 
 async def outbox_loop(app: App, wake: asyncio.Event, interval: float = OUTBOX_INTERVAL) -> None:
@@ -77,10 +87,17 @@ async def start_site(
     *,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     access_log: bool = True,
+    header_timeout: float = HEADER_TIMEOUT,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT,
 ) -> tuple[web.AppRunner, str]:
-    """Serve *web_app* on host:port (0: any free port); returns the runner and base URL."""
-    runner = web.AppRunner(
+    """Serve *web_app* on host:port (0: any free port); returns the runner and base URL.
+
+    The body deadline is the app's own (``create_app(body_timeout=...)``)."""
+    quiet_client_errors()  # a client's mistake is one log line, never a traceback
+    runner = WebhookRunner(
         web_app,
+        header_timeout=header_timeout,
+        keepalive_timeout=keepalive_timeout,
         shutdown_timeout=shutdown_timeout,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
     )
@@ -138,7 +155,11 @@ async def serve(
             web_app.cleanup_ctx.append(outbox_context(app, wake))
             try:
                 runner, url = await start_site(
-                    web_app, settings.webhooks_host, settings.webhooks_port
+                    web_app,
+                    settings.webhooks_host,
+                    settings.webhooks_port,
+                    header_timeout=settings.webhooks_header_timeout,
+                    keepalive_timeout=settings.webhooks_keepalive_timeout,
                 )
             except OSError as exc:  # busy port, unknown host: the operator's to fix
                 raise listen_error(settings, exc) from None

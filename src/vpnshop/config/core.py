@@ -25,6 +25,7 @@ from vpnshop.config.reader import (
     int_list,
     integer,
     networks,
+    seconds,
     url,
     uuids,
 )
@@ -67,6 +68,11 @@ class Settings:
     webhooks_host: str = "127.0.0.1"
     webhooks_port: int = 8080
     trusted_proxies: tuple[str, ...] = ()  # CIDR networks, checked when read
+    # Time bounds of the webhook server (seconds): a request's headers and its body must
+    # each arrive within their limit; an idle keep-alive connection is closed after the last.
+    webhooks_header_timeout: float = 5.0
+    webhooks_body_timeout: float = 5.0
+    webhooks_keepalive_timeout: float = 15.0
     panel: PanelSettings | None = None
     trial_days: int = 3
     trial_traffic_gb: int = 10
@@ -182,6 +188,9 @@ def _read(r: Reader) -> Settings:
         webhooks_host=r.get("WEBHOOKS_HOST", str, "127.0.0.1"),
         webhooks_port=r.get("WEBHOOKS_PORT", integer(0, 65535), 8080),
         trusted_proxies=r.get("TRUSTED_PROXIES", networks, ()),
+        webhooks_header_timeout=r.get("WEBHOOKS_HEADER_TIMEOUT", seconds(0.1, 300), 5.0),
+        webhooks_body_timeout=r.get("WEBHOOKS_BODY_TIMEOUT", seconds(0.1, 300), 5.0),
+        webhooks_keepalive_timeout=r.get("WEBHOOKS_KEEPALIVE_TIMEOUT", seconds(0.1, 3600), 15.0),
         panel=panel,
         trial_days=r.get("TRIAL_DAYS", integer(0, 365), 3),
         trial_traffic_gb=r.get("TRIAL_TRAFFIC_GB", integer(0), 10),

@@ -112,6 +112,21 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int
     return parse
 
 
+def seconds(lo: float, hi: float) -> Callable[[str], float]:
+    """A duration in seconds within *lo*..*hi* (fractions allowed; nan and inf refused)."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {value!r}") from None
+        if not lo <= number <= hi:  # also refuses nan
+            raise ValueError(f"must be between {lo:g} and {hi:g} seconds, got {value}")
+        return number
+
+    return parse
+
+
 def boolean(value: str) -> bool:
     low = value.lower()
     if low in ("1", "true", "yes", "on"):

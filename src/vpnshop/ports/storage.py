@@ -69,6 +69,13 @@ class CustomerRepository(Protocol):
         Telegram id is taken."""
         ...
 
+    async def get_or_add(self, customer: Customer) -> tuple[Customer, bool]:
+        """The customer with *customer*'s Telegram id, stored now if there was none; and
+        whether this call stored it. Atomic: any number of concurrent callers for one
+        Telegram id get the same customer and exactly one of them gets True (customers are
+        never deleted, so ConflictError cannot happen)."""
+        ...
+
     async def get(self, customer_id: int) -> Customer | None: ...
 
     async def by_telegram_id(self, telegram_id: int) -> Customer | None: ...

@@ -10,7 +10,6 @@ import attrs
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.customer import Customer, normalise_language
 from vpnshop.domain.errors import (
-    ConflictError,
     CustomerBannedError,
     NotFoundError,
     ReferralError,
@@ -80,12 +79,9 @@ class RegisterCustomer:
                 campaign=campaign,
                 created_at=now,
             )
-            try:
-                customer = await uow.customers.add(customer)
-            except ConflictError:
-                again = await uow.customers.by_telegram_id(telegram_id)
-                assert again is not None
-                return again, False
+            customer, created = await uow.customers.get_or_add(customer)
+            if not created:  # a concurrent registration won; theirs is the customer
+                return customer, False
             if referrer_telegram_id is not None:
                 referrer = await uow.customers.by_telegram_id(referrer_telegram_id)
                 assert customer.id is not None

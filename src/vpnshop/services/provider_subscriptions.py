@@ -59,7 +59,8 @@ class ApplyProviderSubscriptionPayment:
                 return Outcome.IGNORED
             customer = await uow.customers.by_telegram_id(event.telegram_id)
             if customer is None:  # paid before ever opening the bot: keep their money's worth
-                customer = await uow.customers.add(
+                # get_or_add: concurrent first deliveries for this user all get the customer.
+                customer, _ = await uow.customers.get_or_add(
                     Customer(id=None, telegram_id=event.telegram_id, created_at=now)
                 )
             assert customer.id is not None

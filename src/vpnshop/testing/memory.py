@@ -275,6 +275,12 @@ class _Customers(_Repo):
         s.customer_by_tg[stored.telegram_id] = stored.id
         return stored
 
+    async def get_or_add(self, customer: Customer) -> tuple[Customer, bool]:
+        existing = await self.by_telegram_id(customer.telegram_id)
+        if existing is not None:
+            return existing, False
+        return await self.add(customer), True
+
     async def get(self, customer_id: int) -> Customer | None:
         return self._s.customers.get(customer_id)
 

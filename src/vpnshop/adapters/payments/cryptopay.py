@@ -39,7 +39,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import attrs
@@ -52,6 +52,14 @@ from vpnshop.adapters.payments._common import (
     is_transient_status,
     read_response,
     verify_hmac_header,
+)
+from vpnshop.adapters.payments._input import (
+    int_field,
+    load_object,
+    parse_utc,
+    shown,
+    text_field,
+    vetted,
 )
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import Currency, Money, currency
@@ -126,15 +134,7 @@ class CryptoPaySettings:
 
 
 def _as_utc(raw: object) -> datetime | None:
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:  # the API speaks UTC; never keep a naive datetime
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_utc(raw)  # the API speaks UTC; never keep a naive datetime
 
 
 def webhook_signature(token: str, body: bytes) -> str:
@@ -317,7 +317,7 @@ class CryptoPayGateway(HttpSessionOwner):
         try:
             return Money.parse(raw, fiat)
         except DomainError as exc:
-            raise ValueError(f"invoice amount {raw!r} {fiat!r}: {exc}") from None
+            raise ValueError(f"invoice amount {shown(raw)} {shown(fiat)}: {exc}") from None
 
     async def refund(self, external_id: str, amount: Money, idempotency_key: str) -> RefundResult:
         raise ProviderRejectedError("Crypto Pay has no refund API; refund by hand in the bot")
@@ -329,21 +329,18 @@ class CryptoPayGateway(HttpSessionOwner):
     async def parse_webhook(self, request: WebhookRequest) -> PaymentEvent:
         """Authenticate the raw body, then read the (now trusted) update."""
         self._authenticate(request)
-        try:
-            update = json.loads(request.body)
-        except ValueError:
-            raise WebhookMalformedError("body is not JSON") from None
-        if not isinstance(update, dict):
-            raise WebhookMalformedError("update is not an object")
+        update = load_object(request.body, "update")
         update_type = update.get("update_type")
         update_id = update.get("update_id")
         occurred = _as_utc(update.get("request_date"))
         if update_type != "invoice_paid":
-            return PaymentEvent(
-                provider=PROVIDER,
-                kind=EventKind.IGNORED,
-                dedupe_key=f"update:{update_id}",
-                occurred_at=occurred,
+            return vetted(
+                PaymentEvent(
+                    provider=PROVIDER,
+                    kind=EventKind.IGNORED,
+                    dedupe_key=f"update:{shown(update_id)}",
+                    occurred_at=occurred,
+                )
             )
         invoice = update.get("payload")
         if not isinstance(invoice, dict):
@@ -351,29 +348,34 @@ class CryptoPayGateway(HttpSessionOwner):
         invoice_id = invoice.get("invoice_id")
         if isinstance(invoice_id, bool) or not isinstance(invoice_id, int):
             raise WebhookMalformedError("invoice_paid without an integer invoice_id")
+        invoice_id = int_field(invoice_id, "invoice_id")
         if invoice.get("status") != "paid":
-            raise WebhookMalformedError(f"invoice_paid with status {invoice.get('status')!r}")
+            raise WebhookMalformedError(f"invoice_paid with status {shown(invoice.get('status'))}")
         payload = invoice.get("payload")
         if invoice.get("currency_type") != "fiat" or not isinstance(payload, str) or not payload:
             # Authentic, but an invoice someone created by hand in the bot, not by us.
             log.warning("Crypto Pay invoice %s was not created by vpnshop; ignored", invoice_id)
-            return PaymentEvent(
-                provider=PROVIDER,
-                kind=EventKind.IGNORED,
-                dedupe_key=str(invoice_id),
-                external_id=str(invoice_id),
-                occurred_at=occurred,
+            return vetted(
+                PaymentEvent(
+                    provider=PROVIDER,
+                    kind=EventKind.IGNORED,
+                    dedupe_key=str(invoice_id),
+                    external_id=str(invoice_id),
+                    occurred_at=occurred,
+                )
             )
         try:
             amount = self._invoice_amount(invoice)
         except ValueError as exc:
             raise WebhookMalformedError(str(exc)) from None
-        return PaymentEvent(
-            provider=PROVIDER,
-            kind=EventKind.PAYMENT_SUCCEEDED,
-            dedupe_key=str(invoice_id),
-            external_id=str(invoice_id),
-            payment_ref=payload,
-            amount=amount,
-            occurred_at=_as_utc(invoice.get("paid_at")) or occurred,
+        return vetted(
+            PaymentEvent(
+                provider=PROVIDER,
+                kind=EventKind.PAYMENT_SUCCEEDED,
+                dedupe_key=str(invoice_id),
+                external_id=str(invoice_id),
+                payment_ref=text_field(payload, "payload"),
+                amount=amount,
+                occurred_at=_as_utc(invoice.get("paid_at")) or occurred,
+            )
         )

@@ -57,6 +57,7 @@ from vpnshop.adapters.payments._common import (
     read_response,
     str_tuple,
 )
+from vpnshop.adapters.payments._input import form_value, shown, text_field, vetted
 from vpnshop.adapters.payments.netcheck import IpAllowlist
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import RUB, Currency, Money
@@ -324,13 +325,8 @@ class FreeKassaGateway(HttpSessionOwner):
             raise WebhookMalformedError("FreeKassa notification is not a form") from None
 
         def one(name: str) -> str | None:
-            values = form.get(name)
-            if values is None:
-                return None
-            if len(values) != 1:
-                # Two AMOUNTs: which one was signed? Refuse rather than guess.
-                raise WebhookMalformedError(f"FreeKassa notification repeats {name}")
-            return values[0]
+            # Two AMOUNTs: which one was signed? form_value refuses rather than guess.
+            return form_value(form, name)
 
         sign = one("SIGN")
         if not sign:
@@ -340,8 +336,9 @@ class FreeKassaGateway(HttpSessionOwner):
             raise WebhookMalformedError(
                 "FreeKassa notification needs MERCHANT_ID, AMOUNT and MERCHANT_ORDER_ID"
             )
-        if merchant.strip() != self._shop_id:
-            raise WebhookAuthError(f"FreeKassa notification for merchant {merchant!r}")
+        # Compared exactly, as sent: " 31337" is another merchant id, not ours.
+        if merchant != self._shop_id:
+            raise WebhookAuthError(f"FreeKassa notification for merchant {shown(merchant)}")
         expected = notification_sign(merchant, amount_raw, self._settings.secret_word_2, order_id)
         try:
             given = sign.strip().lower().encode("ascii")
@@ -351,24 +348,23 @@ class FreeKassaGateway(HttpSessionOwner):
             raise WebhookAuthError("FreeKassa notification SIGN does not match")
 
         # Authentic from here on; what is left can only be malformed.
-        intid = one("intid")
-        if not intid:
-            raise WebhookMalformedError("FreeKassa notification without intid")
-        if not order_id:
-            raise WebhookMalformedError("FreeKassa notification without MERCHANT_ORDER_ID")
+        intid = text_field(one("intid"), "FreeKassa intid")
+        order_id = text_field(order_id, "FreeKassa MERCHANT_ORDER_ID")
         try:
             amount = Money.parse(amount_raw, RUB)
         except DomainError as exc:
-            raise WebhookMalformedError(f"FreeKassa AMOUNT {amount_raw!r}: {exc}") from None
+            raise WebhookMalformedError(f"FreeKassa AMOUNT {shown(amount_raw)}: {exc}") from None
         if not amount.is_positive:
-            raise WebhookMalformedError(f"FreeKassa AMOUNT {amount_raw!r} is not positive")
-        return PaymentEvent(
-            provider=self._name,
-            kind=EventKind.PAYMENT_SUCCEEDED,
-            dedupe_key=intid,
-            external_id=intid,
-            payment_ref=order_id,
-            amount=amount,
+            raise WebhookMalformedError(f"FreeKassa AMOUNT {shown(amount_raw)} is not positive")
+        return vetted(
+            PaymentEvent(
+                provider=self._name,
+                kind=EventKind.PAYMENT_SUCCEEDED,
+                dedupe_key=intid,
+                external_id=intid,
+                payment_ref=order_id,
+                amount=amount,
+            )
         )
 
     # -- internals -----------------------------------------------------------------------

@@ -44,10 +44,9 @@ UNVERIFIED (configurable, defaults are conservative):
 from __future__ import annotations
 
 import enum
-import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -58,8 +57,16 @@ from vpnshop.adapters.payments._common import (
     hmac_sha256_hex,
     verify_hmac_header,
 )
+from vpnshop.adapters.payments._input import (
+    int_field,
+    load_object,
+    parse_utc,
+    shown,
+    telegram_id_field,
+    vetted,
+)
 from vpnshop.domain.errors import DomainError
-from vpnshop.domain.money import Currency, Money, currency
+from vpnshop.domain.money import MAX_MINOR, Currency, Money, currency
 from vpnshop.ports.payments import (
     Checkout,
     CheckoutRequest,
@@ -135,26 +142,10 @@ def _startapp_code(link: str) -> str | None:
 
 
 def _utc(raw: object, field: str) -> datetime:
-    if not isinstance(raw, str):
-        raise WebhookMalformedError(f"{field} is missing")
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise WebhookMalformedError(f"{field} is not an ISO date: {raw!r}") from None
-    if parsed.tzinfo is None:  # Tribute speaks UTC; never keep a naive datetime
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _int(raw: object, field: str) -> int:
-    # Some integrations report telegram_user_id as a string of digits; accept both.
-    if isinstance(raw, bool):
-        raise WebhookMalformedError(f"{field} is not an integer")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and raw.isdigit():
-        return int(raw)
-    raise WebhookMalformedError(f"{field} is not an integer")
+    parsed = parse_utc(raw)  # Tribute speaks UTC; never keep a naive datetime
+    if parsed is None:
+        raise WebhookMalformedError(f"{field} is missing or not an ISO date: {shown(raw)}")
+    return parsed
 
 
 class TributeGateway(GatewayLifetime):
@@ -254,12 +245,7 @@ class TributeGateway(GatewayLifetime):
     async def parse_webhook(self, request: WebhookRequest) -> PaymentEvent:
         """Authenticate the raw body, then read the (now trusted) envelope."""
         self._authenticate(request)
-        try:
-            envelope = json.loads(request.body)
-        except ValueError:
-            raise WebhookMalformedError("body is not JSON") from None
-        if not isinstance(envelope, dict):
-            raise WebhookMalformedError("envelope is not an object")
+        envelope = load_object(request.body, "envelope")
         name, payload = envelope.get("name"), envelope.get("payload")
         if not isinstance(name, str) or not isinstance(payload, dict):
             raise WebhookMalformedError("envelope needs a name and a payload object")
@@ -267,14 +253,17 @@ class TributeGateway(GatewayLifetime):
         occurred = _utc(created, "created_at") if isinstance(created, str) else None
         kind = _KINDS.get(name)
         if kind is None:
-            return PaymentEvent(
-                provider=PROVIDER,
-                kind=EventKind.IGNORED,
-                dedupe_key=f"tribute:ignored:{name}:{created}",
-                occurred_at=occurred,
+            return vetted(
+                PaymentEvent(
+                    provider=PROVIDER,
+                    kind=EventKind.IGNORED,
+                    dedupe_key=f"tribute:ignored:{name[:40]}:{str(created)[:40]}",
+                    occurred_at=occurred,
+                )
             )
-        telegram_id = _int(payload.get("telegram_user_id"), "telegram_user_id")
-        subscription_id = _int(payload.get("subscription_id"), "subscription_id")
+        # Some integrations report ids as strings of digits; int_field accepts both.
+        telegram_id = telegram_id_field(payload.get("telegram_user_id"))
+        subscription_id = int_field(payload.get("subscription_id"), "subscription_id")
         expires_at = _utc(payload.get("expires_at"), "expires_at")
         amount = self._amount(payload, required=kind is not EventKind.SUBSCRIPTION_CANCELLED)
         stamp = expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -288,26 +277,30 @@ class TributeGateway(GatewayLifetime):
                 "from Telegram user %s; ignored, nothing extended",
                 name,
                 subscription_id,
-                payload.get("web_app_link"),
+                shown(payload.get("web_app_link")),
                 telegram_id,
             )
-            return PaymentEvent(
+            return vetted(
+                PaymentEvent(
+                    provider=PROVIDER,
+                    kind=EventKind.IGNORED,
+                    dedupe_key=dedupe,
+                    telegram_id=telegram_id,
+                    occurred_at=occurred,
+                )
+            )
+        return vetted(
+            PaymentEvent(
                 provider=PROVIDER,
-                kind=EventKind.IGNORED,
+                kind=kind,
                 dedupe_key=dedupe,
+                external_id=str(subscription_id),
+                amount=amount,
                 telegram_id=telegram_id,
+                product=product.plan_code,
+                expires_at=expires_at,
                 occurred_at=occurred,
             )
-        return PaymentEvent(
-            provider=PROVIDER,
-            kind=kind,
-            dedupe_key=dedupe,
-            external_id=str(subscription_id),
-            amount=amount,
-            telegram_id=telegram_id,
-            product=product.plan_code,
-            expires_at=expires_at,
-            occurred_at=occurred,
         )
 
     @staticmethod
@@ -315,11 +308,12 @@ class TributeGateway(GatewayLifetime):
         raw, code = payload.get("amount"), payload.get("currency")
         if raw is None and not required:
             return None
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        if isinstance(raw, bool) or not isinstance(raw, int):
             raise WebhookMalformedError("amount must be a non-negative integer of minor units")
+        minor = int_field(raw, "amount", low=0, high=MAX_MINOR)
         if not isinstance(code, str):
             raise WebhookMalformedError("currency is missing")
         try:
-            return Money(raw, currency(code))
+            return Money(minor, currency(code))
         except DomainError as exc:
-            raise WebhookMalformedError(f"currency {code!r}: {exc}") from None
+            raise WebhookMalformedError(f"currency {shown(code)}: {exc}") from None

@@ -71,6 +71,7 @@ from vpnshop.adapters.payments._common import (
     read_response,
     str_tuple,
 )
+from vpnshop.adapters.payments._input import load_json, vetted
 from vpnshop.adapters.payments.netcheck import IpAllowlist
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import RUB, Currency, Money
@@ -357,10 +358,7 @@ class YooKassaGateway(HttpSessionOwner):
             raise WebhookAuthError(
                 f"YooKassa notification from {request.remote_ip!r}, outside the allowlist"
             )
-        try:
-            doc = json.loads(request.body)
-        except ValueError:
-            raise WebhookMalformedError("YooKassa notification is not JSON") from None
+        doc = load_json(request.body, "YooKassa notification")
         if not isinstance(doc, dict) or doc.get("type") != "notification":
             raise WebhookMalformedError("not a YooKassa notification (type != notification)")
         event = doc.get("event")
@@ -376,17 +374,17 @@ class YooKassaGateway(HttpSessionOwner):
                 payment = await self._get("payments", obj_id)
                 if payment is None:
                     raise WebhookAuthError(f"YooKassa does not know payment {obj_id}")
-                return self._payment_event(payment, claimed=event)
+                return vetted(self._payment_event(payment, claimed=event))
             if event == "refund.succeeded":
                 refund = await self._get("refunds", obj_id)
                 if refund is None:
                     raise WebhookAuthError(f"YooKassa does not know refund {obj_id}")
-                return await self._refund_event(refund)
+                return vetted(await self._refund_event(refund))
         except ProviderRejectedError as exc:
             # Our re-check was refused (e.g. 401 after a key rotation): the notification may
             # be genuine, so ask YooKassa to deliver it again later instead of dropping it.
             raise ProviderUnavailableError(f"cannot re-check YooKassa {event}: {exc}") from exc
-        return self._ignored(f"{event}:{obj_id}")
+        return vetted(self._ignored(f"{event[:40]}:{obj_id}"))
 
     # -- internals: events ---------------------------------------------------------------
     def _ignored(self, key: str) -> PaymentEvent:

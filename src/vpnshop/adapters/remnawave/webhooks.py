@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,7 @@ from typing import Any
 
 import attrs
 
+from vpnshop.adapters.payments._input import BIGINT_MAX, load_json, shown
 from vpnshop.adapters.remnawave.errors import RemnawaveConfigError
 from vpnshop.adapters.remnawave.mapping import (
     MappingError,
@@ -192,10 +193,8 @@ class RemnawaveWebhookVerifier:
         if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace")):
             raise WebhookSignatureError("the webhook signature does not match the body")
 
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedWebhookError("the webhook body is not JSON") from exc
+        # Depth, NUL, surrogates, non-finite numbers: the same rules as every payment webhook.
+        payload = load_json(body, "the webhook body", error=MalformedWebhookError)
         if not isinstance(payload, dict):
             raise MalformedWebhookError("the webhook body is not a JSON object")
 
@@ -205,7 +204,7 @@ class RemnawaveWebhookVerifier:
         try:
             stamped = parse_dt(header_ts)
             signed = parse_dt(payload["timestamp"]) if "timestamp" in payload else stamped
-        except MappingError as exc:
+        except (MappingError, OverflowError) as exc:
             raise WebhookTimestampError(f"unreadable webhook timestamp: {exc}") from exc
         if signed != stamped:
             raise WebhookTimestampError(
@@ -242,14 +241,14 @@ class RemnawaveWebhookVerifier:
 def _user(data: Any, event: str) -> PanelUser:
     try:
         return user_from_panel(data)
-    except MappingError as exc:
+    except (MappingError, OverflowError) as exc:  # Overflow: a date at the calendar's edge
         raise MalformedWebhookError(f"{event}: unreadable user: {exc}") from exc
 
 
 def _device(data: Any, event: str) -> PanelDevice:
     try:
         return device_from_panel(data)
-    except MappingError as exc:
+    except (MappingError, OverflowError) as exc:
         raise MalformedWebhookError(f"{event}: unreadable device: {exc}") from exc
 
 
@@ -259,8 +258,14 @@ def _meta_int(meta: Any, name: str, event: str, required: bool) -> int | None:
         if required:
             raise MalformedWebhookError(f"{event}: meta.{name} is missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise MalformedWebhookError(f"{event}: meta.{name} must be an integer, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+        or not -BIGINT_MAX <= value <= BIGINT_MAX
+    ):
+        raise MalformedWebhookError(f"{event}: meta.{name} must be an integer, got {shown(value)}")
     return int(value)
 
 
@@ -277,7 +282,7 @@ def parse_event(payload: Mapping[str, Any], *, dedupe_key: str) -> PanelEvent:
     scope = scope if isinstance(scope, str) else name.split(".", 1)[0]  # no scope before 2.5
     try:
         occurred_at = parse_dt(payload.get("timestamp"))
-    except MappingError as exc:
+    except (MappingError, OverflowError) as exc:
         raise MalformedWebhookError(f"{name}: {exc}") from exc
     data = payload.get("data")
     meta = payload.get("meta")  # absent before 2.4, null for most events
@@ -317,7 +322,8 @@ def parse_event(payload: Mapping[str, Any], *, dedupe_key: str) -> PanelEvent:
     threshold = None
     if kind is PanelEventType.USER_BANDWIDTH_THRESHOLD and isinstance(data, Mapping):
         raw = data.get("lastTriggeredThreshold")
-        threshold = int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and 0 <= raw <= 10_000:
+            threshold = int(raw)  # a percentage; nan and inf fail the range test
     return PanelEvent(
         type=kind,
         name=name,

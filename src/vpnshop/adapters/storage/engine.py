@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from vpnshop.ports.storage import StorageUnavailableError
@@ -54,6 +55,10 @@ def _report_unavailable(engine: AsyncEngine) -> None:
             # connection as if it were lost, but the caller must see the cancellation.
             return
         if ctx.is_disconnect or isinstance(original, (ConnectionError, TimeoutError)):
+            raise StorageUnavailableError(f"database unavailable: {original}") from original
+        # The database itself is unwell (SQLite busy or its file unreadable, PostgreSQL
+        # refusing connections or shutting down): the caller should try again later.
+        if isinstance(ctx.sqlalchemy_exception, (OperationalError, InterfaceError)):
             raise StorageUnavailableError(f"database unavailable: {original}") from original
 
 

@@ -53,6 +53,18 @@ class SqlCustomers(_Repo):
             raise ConflictError(f"customer with Telegram id {customer.telegram_id} exists")
         return Customer(**{**_customer_values(customer), "id": row.id})
 
+    async def get_or_add(self, customer: Customer) -> tuple[Customer, bool]:
+        # Two statements on purpose: in READ COMMITTED the INSERT waits for a concurrent
+        # insert of the same Telegram id to commit, and only a new statement (a new
+        # snapshot) sees that row. One statement with a CTE would see nothing.
+        try:
+            return await self.add(customer), True
+        except ConflictError:
+            existing = await self.by_telegram_id(customer.telegram_id)
+            if existing is None:  # stored and deleted again in between: no customer to give
+                raise
+            return existing, False
+
     async def get(self, customer_id: int) -> Customer | None:
         row = await self._one(sa.select(t.customers).where(t.customers.c.id == customer_id))
         return _customer(row) if row else None
