@@ -133,6 +133,12 @@ class SubscriptionNotFoundError(NotFoundError):
     code = "subscription_not_found"
 
 
+class SubscriptionNotReadyError(DomainError):
+    """The subscription has no panel user yet (the outbox is creating it; its link follows)."""
+
+    code = "subscription_not_ready"
+
+
 class AmountMismatchError(DomainError):
     """A provider confirmed an amount or currency other than the order's."""
 

@@ -579,7 +579,7 @@ class _Ledger(_Repo):
         return mine[offset : offset + limit]
 
     async def balances(self, customer_id: int) -> list[Money]:
-        found = [(cur, minor) for (cid, cur), minor in self._s.balances.items() if cid == customer_id]
+        found = [(c, minor) for (cid, c), minor in self._s.balances.items() if cid == customer_id]
         return [Money(minor, currency(cur)) for cur, minor in sorted(found)]
 
     async def totals(self, customer_id: int, kind: EntryKind) -> list[Money]:
