@@ -12,12 +12,12 @@ from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.balance_history import GetBalanceHistory
 from vpnshop.services.home import GetHome
+from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.my_subscription import GetSubscriptionDetails, RemoveDevice, RevokeLink
 from vpnshop.services.onboarding import OnboardCustomer
 from vpnshop.services.promos import RedeemPromo
 from vpnshop.services.referrals import GetReferralStats
 from vpnshop.services.settings import MarkReachable, SetAutoRenew, SetLanguage
-from vpnshop.services.subscriptions import TrialSettings
 
 POLICY = ReferralPolicy(percent=10, referrer_bonus_days=0, referee_bonus_days=0)
 
@@ -53,19 +53,20 @@ class Journeys:
 
 async def make_journeys(uow_factory: Callable[[], UnitOfWork]) -> Journeys:
     shop = await make_shop(uow_factory, POLICY)
-    deps = shop.deps
-    redeem = RedeemPromo(deps)
+    built = CustomerJourneys.build(
+        shop.deps, shop.panel, register=shop.register, trial=shop.trial.settings, policy=POLICY
+    )
     return Journeys(
         shop=shop,
-        onboard=OnboardCustomer(deps, shop.register, redeem),
-        redeem=redeem,
-        home=GetHome(deps, TrialSettings(days=3)),
-        referral_stats=GetReferralStats(deps, POLICY),
-        history=GetBalanceHistory(deps),
-        details=GetSubscriptionDetails(deps, shop.panel),
-        remove_device=RemoveDevice(deps, shop.panel),
-        revoke=RevokeLink(deps, shop.panel),
-        set_language=SetLanguage(deps),
-        set_auto_renew=SetAutoRenew(deps),
-        mark_reachable=MarkReachable(deps),
+        onboard=built.onboard,
+        redeem=built.redeem_promo,
+        home=built.home,
+        referral_stats=built.referral_stats,
+        history=built.balance_history,
+        details=built.subscription_details,
+        remove_device=built.remove_device,
+        revoke=built.revoke_link,
+        set_language=built.set_language,
+        set_auto_renew=built.set_auto_renew,
+        mark_reachable=built.mark_reachable,
     )

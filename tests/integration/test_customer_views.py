@@ -97,8 +97,12 @@ async def test_balance_history_pages_newest_first(j: Journeys) -> None:
     cid = await j.start(3030)
     for i in range(7):
         await j.shop.credit(
-            cid, Money(100 + i, RUB), kind=EntryKind.PROMO_CREDIT, key=f"k{i}",
-            actor=ADMIN, reference=f"ref{i}",
+            cid,
+            Money(100 + i, RUB),
+            kind=EntryKind.PROMO_CREDIT,
+            key=f"k{i}",
+            actor=ADMIN,
+            reference=f"ref{i}",
         )
         j.shop.clock.advance(timedelta(minutes=1))
     first = await j.history(cid, page=0, page_size=3)

@@ -50,7 +50,8 @@ async def test_referral_link_binds_the_referrer(j: Journeys) -> None:
         assert referrer is not None and referrer.id is not None
         assert result.customer.referrer_id == referrer.id
         assert await uow.referrals.referrer_of(result.customer.id or 0) == referrer.id
-        actions = [a.action for a in await uow.audit.recent(subject=f"customer:{result.customer.id}")]
+        subject = f"customer:{result.customer.id}"
+        actions = [a.action for a in await uow.audit.recent(subject=subject)]
     assert "customer.attribute" in actions
 
 

@@ -1,4 +1,4 @@
-""""My subscription": what the store knows, what the panel says (usage, devices), and
+"""The "my subscription" screen: what the store knows, what the panel says (usage, devices), and
 the two things a customer may do there (remove a device, revoke the link).
 
 Every use case takes the customer and the subscription id and refuses a subscription

@@ -118,7 +118,6 @@ class SqlSubscriptions(_Repo):
         )
         return [_subscription(r) for r in await self._all(stmt)]
 
-
     async def set_auto_renew(self, subscription_id: int, auto_renew: bool) -> bool:
         c = t.subscriptions.c
         row = await self._one(
