@@ -11,7 +11,11 @@ import pytest
 
 from tests.integration.journeys import Journeys, make_journeys
 from tests.integration.shop import START
-from vpnshop.domain.errors import SubscriptionNotFoundError, SubscriptionNotReadyError
+from vpnshop.domain.errors import (
+    SubscriptionNotFoundError,
+    SubscriptionNotReadyError,
+    ValidationError,
+)
 from vpnshop.domain.panel import PanelDevice, PanelStatus, PanelUserView
 from vpnshop.domain.subscription import SubscriptionStatus
 from vpnshop.ports.panel import PanelUnavailableError
@@ -115,6 +119,9 @@ async def test_remove_device(j: Journeys) -> None:
     assert [d.hwid for d in remaining] == ["hw-b"]
     assert [d.hwid for d in j.shop.panel.device_lists[key]] == ["hw-b"]
     assert [d.hwid for d in await j.remove_device(cid, sub_id, "hw-a")] == ["hw-b"]
+    for bad in ("", "x" * 257):
+        with pytest.raises(ValidationError):
+            await j.remove_device(cid, sub_id, bad)
     async with j.shop.uow() as uow:
         actions = [a.action for a in await uow.audit.recent(subject=f"subscription:{sub_id}")]
     assert "subscription.device_remove" in actions

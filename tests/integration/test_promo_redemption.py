@@ -72,13 +72,15 @@ async def test_discount_is_kept_for_the_next_purchase(j: Journeys) -> None:
     await j.add_promo("SALE20", PromoKind.DISCOUNT, 20)
     applied = await j.redeem(cid, "sale20")
     assert applied.discount_percent == 20
-    assert (await j.home(cid)).discount_code == "SALE20"
+    kept = (await j.home(cid)).discount
+    assert kept is not None and (kept.code, kept.percent) == ("SALE20", 20)
     link = await j.shop.checkout(cid, "fake", plan_code="month")
     assert link.order.promo_code == "SALE20"
     assert link.order.amount == Money(19900, RUB).discounted(20)
     await j.shop.confirm(j.shop.gateway.event(payment_ref=link.payment_id))
     again = await j.shop.checkout(cid, "fake", plan_code="month")
     assert again.order.amount == Money(19900, RUB) and again.order.promo_code is None
+    assert (await j.home(cid)).discount is None
     with pytest.raises(PromoUsedError):
         await j.redeem(cid, "SALE20")
 

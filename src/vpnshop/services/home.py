@@ -6,10 +6,11 @@ from datetime import datetime
 
 import attrs
 
-from vpnshop.domain.errors import NotFoundError
+from vpnshop.domain.errors import NotFoundError, PromoError
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.subscription import Subscription, SubscriptionStatus
 from vpnshop.services.deps import Deps
+from vpnshop.services.pricing import usable_promo
 from vpnshop.services.subscriptions import TrialSettings
 
 
@@ -38,6 +39,15 @@ class SubscriptionSummary:
 
 
 @attrs.frozen
+class KeptDiscount:
+    """A discount code the customer typed in, still usable by them: their next purchase
+    gets ``percent`` off (where the code's plan and minimum allow)."""
+
+    code: str
+    percent: int
+
+
+@attrs.frozen
 class Home:
     """``subscriptions`` newest first (one today; the menu must not assume it).
     ``balances`` lists every currency the customer has held, zero ones included."""
@@ -47,7 +57,7 @@ class Home:
     subscriptions: tuple[SubscriptionSummary, ...]
     trial_available: bool
     balances: tuple[Money, ...]
-    discount_code: str | None = None
+    discount: KeptDiscount | None = None
 
     @property
     def subscription(self) -> SubscriptionSummary | None:
@@ -74,11 +84,18 @@ class GetHome:
             subs = await uow.subscriptions.for_customer(customer_id)
             trial_used = await uow.trials.used(customer_id)
             balances = await uow.ledger.balances(customer_id)
+            discount = None
+            if customer.discount_code is not None:
+                try:  # the same test pricing applies: a spent or expired code is not shown
+                    promo = await usable_promo(uow, customer.discount_code, customer_id, now)
+                    discount = KeptDiscount(promo.code, promo.value)
+                except PromoError:
+                    discount = None
         return Home(
             customer_id=customer_id,
             language=customer.language,
             subscriptions=tuple(SubscriptionSummary.of(s, now) for s in subs),
             trial_available=self.trial.enabled and not trial_used,
             balances=tuple(balances),
-            discount_code=customer.discount_code,
+            discount=discount,
         )

@@ -17,7 +17,11 @@ from datetime import datetime
 import attrs
 
 from vpnshop.domain.actor import Actor
-from vpnshop.domain.errors import SubscriptionNotFoundError, SubscriptionNotReadyError
+from vpnshop.domain.errors import (
+    SubscriptionNotFoundError,
+    SubscriptionNotReadyError,
+    ValidationError,
+)
 from vpnshop.domain.panel import PanelDevice, PanelUserView
 from vpnshop.domain.subscription import Subscription, SubscriptionStatus
 from vpnshop.ports.panel import PanelUnavailableError, VpnPanel
@@ -25,6 +29,8 @@ from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps, record
 
 log = logging.getLogger(__name__)
+
+MAX_HWID = 256  # far above any real device id; a longer one is not from the panel
 
 
 async def owned_subscription(
@@ -142,6 +148,8 @@ class RemoveDevice:
     async def __call__(
         self, customer_id: int, subscription_id: int, hwid: str
     ) -> tuple[PanelDevice, ...]:
+        if not hwid or len(hwid) > MAX_HWID:
+            raise ValidationError(f"a device id is 1 to {MAX_HWID} characters")
         key, actor = await _panel_key(self.deps, customer_id, subscription_id)
         remaining = await _require(self.panel).remove_device(key, hwid)
         async with self.deps.uow() as uow:

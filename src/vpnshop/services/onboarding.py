@@ -78,6 +78,8 @@ class OnboardCustomer:
             telegram_id, language_code=language_code, username=username
         )
         link = parse_start_payload(payload)
+        if link is None and customer.referral_code is not None:
+            return Onboarding(customer, created)  # nothing to write: no transaction
         result = await self._attribute(customer, created, link)
         if link is not None and link.kind is LinkKind.PROMO:
             assert customer.id is not None
