@@ -119,6 +119,8 @@ async def test_each_refusal_has_its_own_error(j: Journeys) -> None:
     await j.redeem(cid, "MINE")
     cases: list[tuple[str, type[PromoError], str]] = [
         ("NOSUCH", PromoUnknownError, "promo_unknown"),
+        ("<b>" + "X" * 5000, PromoUnknownError, "promo_unknown"),
+        ("", PromoUnknownError, "promo_unknown"),
         ("OFF", PromoUnknownError, "promo_unknown"),
         ("OLD", PromoExpiredError, "promo_expired"),
         ("MINE", PromoUsedError, "promo_used"),

@@ -31,6 +31,12 @@ def normalise_code(code: str) -> str:
     return code.strip().upper()
 
 
+def is_valid_code(code: str) -> bool:
+    """Whether *code* (normalised) could be a promo code at all: typed text that is not
+    is refused without a lookup."""
+    return _CODE.match(code) is not None
+
+
 @attrs.frozen(hash=False)
 class PromoCode:
     code: str = attrs.field(converter=normalise_code)

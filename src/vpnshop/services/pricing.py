@@ -14,7 +14,7 @@ from vpnshop.domain.errors import (
 )
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
-from vpnshop.domain.promo import PromoCode, normalise_code
+from vpnshop.domain.promo import PromoCode, is_valid_code, normalise_code
 from vpnshop.ports.storage import PaymentContext, UnitOfWork
 from vpnshop.services.deps import Deps
 
@@ -68,9 +68,10 @@ async def usable_promo(
 ) -> PromoCode:
     """The promo code, if this customer may use it now; else the PromoError subclass
     saying why (unknown, expired, exhausted, already used by this customer)."""
-    promo = await uow.promos.get(normalise_code(promo_code))
+    code = normalise_code(promo_code)
+    promo = await uow.promos.get(code) if is_valid_code(code) else None
     if promo is None:
-        raise PromoUnknownError(f"no promo code {promo_code!r}")
+        raise PromoUnknownError(f"no promo code {code[:40]!r}")
     promo.check_usable(now)
     if promo.once_per_customer and await uow.promos.redeemed(promo.code, customer_id):
         raise PromoUsedError(f"customer {customer_id} has used {promo.code}")
