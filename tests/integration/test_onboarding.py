@@ -126,9 +126,14 @@ async def test_racing_links_bind_one_referrer(j: Journeys) -> None:
 
 
 async def test_opposite_links_at_once_make_no_cycle(j: Journeys) -> None:
-    """Two customers pressing each other's link at the same moment never refer each other."""
-    a, b = await code_of(j, 1300), await code_of(j, 1301)
+    """Pairs of customers pressing each other's link at the same moment never refer each
+    other: in every pair one link binds and the other is refused."""
+    pairs = [(1300 + 2 * i, 1301 + 2 * i) for i in range(5)]
+    codes = {tg: await code_of(j, tg) for pair in pairs for tg in pair}
     results = await asyncio.gather(
-        j.onboard(1300, payload=f"ref_{b}"), j.onboard(1301, payload=f"ref_{a}")
+        *(j.onboard(a, payload=f"ref_{codes[b]}") for a, b in pairs),
+        *(j.onboard(b, payload=f"ref_{codes[a]}") for a, b in pairs),
     )
-    assert sorted(r.referral or "" for r in results) == ["bound", "refused"]
+    forward, backward = results[: len(pairs)], results[len(pairs) :]
+    for there, back in zip(forward, backward, strict=True):
+        assert sorted([there.referral or "", back.referral or ""]) == ["bound", "refused"]
