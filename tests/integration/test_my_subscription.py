@@ -61,6 +61,32 @@ async def test_details_combine_store_and_panel(j: Journeys) -> None:
     assert [d.hwid for d in details.devices] == ["hw-1", "hw-2"]
 
 
+async def test_details_without_devices_ask_the_panel_once(j: Journeys) -> None:
+    """Details without the device list make one panel call and still give live usage."""
+    cid, sub_id, key = await trial_on_panel(j, 4010)
+    j.shop.panel.calls.clear()
+    details = await j.details(cid, sub_id, devices=False)
+    assert details.panel is PanelState.LIVE and details.devices is None
+    assert details.usage is not None
+    assert j.shop.panel.calls == [("get", key)]
+
+
+async def test_details_when_the_panel_lost_or_disowned_the_user(j: Journeys) -> None:
+    """A panel user deleted on the panel reads as pending (the apply job recreates it);
+    one the panel no longer lets the shop touch reads as unavailable; both keep the
+    store's view."""
+    cid, sub_id, key = await trial_on_panel(j, 4011)
+    panel = j.shop.panel
+    user = panel.users[key]
+    panel.users[key] = attrs.evolve(user, tag="SOMEONE_ELSE")
+    disowned = await j.details(cid, sub_id)
+    assert disowned.panel is PanelState.UNAVAILABLE
+    assert disowned.expires_at == START + timedelta(days=3)
+    del panel.users[key]
+    lost = await j.details(cid, sub_id)
+    assert lost.panel is PanelState.PENDING and lost.link == user.subscription_url
+
+
 async def test_details_while_the_panel_user_is_being_created(j: Journeys) -> None:
     """Before the outbox has created the panel user, details come from the store alone."""
     cid = await j.start(4001)

@@ -10,6 +10,7 @@ PanelUnavailableError, which the bot shows as "try again later".
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from datetime import datetime
@@ -22,9 +23,14 @@ from vpnshop.domain.errors import (
     SubscriptionNotReadyError,
     ValidationError,
 )
-from vpnshop.domain.panel import PanelDevice, PanelUserView
+from vpnshop.domain.panel import PanelDevice, PanelUser, PanelUserView
 from vpnshop.domain.subscription import Subscription, SubscriptionStatus
-from vpnshop.ports.panel import PanelUnavailableError, VpnPanel
+from vpnshop.ports.panel import (
+    PanelError,
+    PanelNotFoundError,
+    PanelUnavailableError,
+    VpnPanel,
+)
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps, record
 
@@ -77,10 +83,18 @@ class SubscriptionDetails:
 
 @attrs.frozen
 class GetSubscriptionDetails:
+    """The store's view of one of the customer's subscriptions, with live usage and
+    devices from the panel when it answers (any panel error leaves the store's view,
+    marked UNAVAILABLE, with the usage the panel's webhooks last reported)."""
+
     deps: Deps
     panel: VpnPanel | None
 
-    async def __call__(self, customer_id: int, subscription_id: int) -> SubscriptionDetails:
+    async def __call__(
+        self, customer_id: int, subscription_id: int, *, devices: bool = True
+    ) -> SubscriptionDetails:
+        """With *devices* False the panel is asked for the user only (a screen that shows
+        no device list needs one panel call)."""
         now = self.deps.now()
         async with self.deps.uow() as uow:
             sub = await owned_subscription(uow, customer_id, subscription_id)
@@ -103,20 +117,29 @@ class GetSubscriptionDetails:
             return base
         if self.panel is None:
             return attrs.evolve(base, panel=PanelState.UNAVAILABLE)
-        try:
-            user = await self.panel.get(sub.panel_key)
-            devices = await self.panel.devices(sub.panel_key) if user is not None else []
-        except PanelUnavailableError as e:
-            log.warning("panel unavailable for subscription %s: %s", sub.id, e)
-            return attrs.evolve(base, panel=PanelState.UNAVAILABLE)
-        if user is None:  # deleted on the panel: the next apply job recreates it
+        key = sub.panel_key
+        # Both panel calls at once: the customer waits for one round trip, not two.
+        calls = [self.panel.get(key), *([self.panel.devices(key)] if devices else [])]
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, PanelNotFoundError):
+                break  # deleted on the panel: the next apply job recreates it
+            if isinstance(answer, PanelError):  # down, or refusing: the store view stands
+                log.warning("panel view of subscription %s unavailable: %s", sub.id, answer)
+                return attrs.evolve(base, panel=PanelState.UNAVAILABLE)
+            if isinstance(answer, BaseException):
+                raise answer  # our bug: the error handler reports it
+        user = answers[0]
+        if user is None or isinstance(user, BaseException):
             return attrs.evolve(base, panel=PanelState.PENDING)
+        assert isinstance(user, PanelUser)
+        found = answers[1] if devices else None
         return attrs.evolve(
             base,
             panel=PanelState.LIVE,
             link=user.subscription_url or sub.subscription_url,
             usage=Usage(user.used_traffic_bytes, sub.traffic_limit_bytes, user.online_at),
-            devices=tuple(devices),
+            devices=tuple(found) if isinstance(found, list) else None,
         )
 
 
