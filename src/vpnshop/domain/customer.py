@@ -18,7 +18,13 @@ def normalise_language(code: str | None) -> str:
 
 @attrs.frozen
 class Customer:
-    """A bot user. ``id`` is ours; ``telegram_id`` is Telegram's and unique."""
+    """A bot user. ``id`` is ours; ``telegram_id`` is Telegram's and unique.
+
+    ``referral_code`` is the customer's own code in ``ref_<code>`` links (assigned once);
+    ``unreachable`` means Telegram refuses messages to them (they blocked the bot);
+    ``discount_code`` is a discount promo they typed in, kept for their next purchase.
+    These three move only through their own repository methods, never ``update``.
+    """
 
     id: int | None
     telegram_id: int
@@ -27,6 +33,9 @@ class Customer:
     referrer_id: int | None = None
     campaign: str | None = None
     banned: bool = False
+    referral_code: str | None = None
+    unreachable: bool = False
+    discount_code: str | None = None
     deleted_at: datetime | None = None
     created_at: datetime | None = None
 

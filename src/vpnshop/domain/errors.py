@@ -77,10 +77,66 @@ class PromoError(DomainError):
         self.reason = reason
 
 
+class PromoUnknownError(PromoError):
+    """No such promo code, or it has been switched off (the customer cannot tell which)."""
+
+    code = "promo_unknown"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__("unknown", message)
+
+
+class PromoExpiredError(PromoError):
+    """The promo code was valid until a time that has passed."""
+
+    code = "promo_expired"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__("expired", message)
+
+
+class PromoUsedError(PromoError):
+    """This customer has already redeemed this once-per-customer code."""
+
+    code = "promo_used"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__("already_used", message)
+
+
+class PromoExhaustedError(PromoError):
+    """The code has reached its total number of uses."""
+
+    code = "promo_exhausted"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__("exhausted", message)
+
+
+class PromoNotApplicableError(PromoError):
+    """The code exists and is usable, but not by this customer now (a trial extension
+    without a running trial, a discount for another plan); ``reason`` says which."""
+
+    code = "promo_not_applicable"
+
+
 class ReferralError(DomainError):
     """A referral link that would refer a customer to themselves or make a cycle."""
 
     code = "referral_invalid"
+
+
+class SubscriptionNotFoundError(NotFoundError):
+    """No such subscription for this customer: unknown, or another customer's (which is
+    never revealed)."""
+
+    code = "subscription_not_found"
+
+
+class SubscriptionNotReadyError(DomainError):
+    """The subscription has no panel user yet (the outbox is creating it; its link follows)."""
+
+    code = "subscription_not_ready"
 
 
 class AmountMismatchError(DomainError):

@@ -8,7 +8,13 @@ from datetime import datetime
 
 import attrs
 
-from vpnshop.domain.errors import PromoError, ValidationError
+from vpnshop.domain.errors import (
+    PromoExhaustedError,
+    PromoExpiredError,
+    PromoNotApplicableError,
+    PromoUnknownError,
+    ValidationError,
+)
 from vpnshop.domain.money import Money
 
 _CODE = re.compile(r"^[A-Z0-9_-]{3,32}$")
@@ -23,6 +29,12 @@ class PromoKind(enum.StrEnum):
 
 def normalise_code(code: str) -> str:
     return code.strip().upper()
+
+
+def is_valid_code(code: str) -> bool:
+    """Whether *code* (normalised) could be a promo code at all: typed text that is not
+    is refused without a lookup."""
+    return _CODE.match(code) is not None
 
 
 @attrs.frozen(hash=False)
@@ -51,26 +63,27 @@ class PromoCode:
             raise ValidationError("a balance promo names its currency")
 
     def check_usable(self, now: datetime) -> None:
-        """Raise PromoError with a reason when the code cannot be used at all now."""
+        """Raise a PromoError subclass when the code cannot be used at all now: an
+        inactive code reads as unknown, then expired, then exhausted."""
         if not self.active:
-            raise PromoError("inactive")
+            raise PromoUnknownError(f"promo code {self.code} is switched off")
         if self.valid_until is not None and now >= self.valid_until:
-            raise PromoError("expired")
+            raise PromoExpiredError(f"promo code {self.code} expired at {self.valid_until}")
         if self.max_uses is not None and self.uses >= self.max_uses:
-            raise PromoError("exhausted")
+            raise PromoExhaustedError(f"promo code {self.code} has no uses left")
 
     def check_order(self, plan_code: str | None, amount: Money) -> None:
         """Raise PromoError when a discount does not apply to this purchase."""
         if self.kind is not PromoKind.DISCOUNT:
-            raise PromoError("not_a_discount")
+            raise PromoNotApplicableError("not_a_discount")
         if self.plan_codes and plan_code not in self.plan_codes:
-            raise PromoError("wrong_plan")
+            raise PromoNotApplicableError("wrong_plan")
         if (
             self.min_amount is not None
             and self.min_amount.currency == amount.currency
             and amount < self.min_amount
         ):
-            raise PromoError("below_minimum")
+            raise PromoNotApplicableError("below_minimum")
 
 
 @attrs.frozen

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timedelta
 
 import attrs
 
 from vpnshop.domain.errors import ValidationError
 from vpnshop.domain.plan import Plan, TrafficReset
+
+
+class SubscriptionStatus(enum.StrEnum):
+    """What a customer is told: running, past its expiry, or switched off."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    DISABLED = "disabled"
 
 
 @attrs.frozen
@@ -33,6 +42,11 @@ class Subscription:
 
     def is_active(self, now: datetime) -> bool:
         return self.enabled and self.expires_at > now
+
+    def status(self, now: datetime) -> SubscriptionStatus:
+        if not self.enabled:
+            return SubscriptionStatus.DISABLED
+        return SubscriptionStatus.ACTIVE if self.expires_at > now else SubscriptionStatus.EXPIRED
 
     def time_left(self, now: datetime) -> timedelta:
         return max(self.expires_at - now, timedelta(0))

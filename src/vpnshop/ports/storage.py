@@ -25,7 +25,7 @@ import attrs
 
 from vpnshop.domain.audit import AuditEntry
 from vpnshop.domain.customer import Customer
-from vpnshop.domain.ledger import Hold, HoldStatus, LedgerEntry
+from vpnshop.domain.ledger import EntryKind, Hold, HoldStatus, LedgerEntry
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order
 from vpnshop.domain.outbox import OutboxJob
@@ -92,6 +92,37 @@ class CustomerRepository(Protocol):
 
     async def count(self) -> int: ...
 
+    async def by_referral_code(self, code: str) -> Customer | None:
+        """The customer whose own referral code is *code* (exact match)."""
+        ...
+
+    async def set_referral_code(self, customer_id: int, code: str) -> str | None:
+        """Atomic. Give the customer *code* unless they have one; returns the code they
+        have now (theirs if they had one), None when there is no such customer. Raises
+        ConflictError when another customer holds *code* (nothing changes)."""
+        ...
+
+    async def set_referrer(self, customer_id: int, referrer_id: int) -> bool:
+        """Atomic. Record the referrer only if the customer has none; True if recorded."""
+        ...
+
+    async def set_campaign(self, customer_id: int, campaign: str) -> bool:
+        """Atomic. Record the campaign tag only if the customer has none (first wins)."""
+        ...
+
+    async def set_language(self, customer_id: int, language: str) -> bool:
+        """True when the stored language changed."""
+        ...
+
+    async def set_unreachable(self, customer_id: int, unreachable: bool) -> bool:
+        """True when the stored flag changed."""
+        ...
+
+    async def set_discount_code(self, customer_id: int, code: str | None) -> bool:
+        """Keep (or with None, forget) a discount code for the next purchase; True when
+        the stored code changed."""
+        ...
+
 
 class PlanRepository(Protocol):
     async def get(self, code: str) -> Plan | None: ...
@@ -136,6 +167,11 @@ class SubscriptionRepository(Protocol):
 
     async def expiring_between(self, start: datetime, end: datetime) -> list[Subscription]: ...
 
+    async def set_auto_renew(self, subscription_id: int, auto_renew: bool) -> bool:
+        """Touches only that flag (a concurrent extension keeps its days); True when it
+        changed."""
+        ...
+
 
 class TrialRepository(Protocol):
     async def claim(self, customer_id: int, now: datetime) -> bool:
@@ -144,6 +180,10 @@ class TrialRepository(Protocol):
 
     async def reset(self, customer_id: int) -> None:
         """An admin gives the customer their trial back."""
+        ...
+
+    async def used(self, customer_id: int) -> bool:
+        """Whether the customer has claimed their trial."""
         ...
 
 
@@ -209,8 +249,18 @@ class LedgerRepository(Protocol):
 
     async def balance(self, customer_id: int, currency: Currency) -> Money: ...
 
-    async def entries(self, customer_id: int, limit: int = 50) -> list[LedgerEntry]:
-        """Newest first."""
+    async def entries(
+        self, customer_id: int, limit: int = 50, offset: int = 0
+    ) -> list[LedgerEntry]:
+        """Newest first (by id), skipping the *offset* newest."""
+        ...
+
+    async def balances(self, customer_id: int) -> list[Money]:
+        """Every balance row of the customer (zero ones too), by currency code."""
+        ...
+
+    async def totals(self, customer_id: int, kind: EntryKind) -> list[Money]:
+        """The sum of the customer's entries of *kind*, per currency, by currency code."""
         ...
 
     async def has_key(self, idempotency_key: str) -> bool: ...

@@ -3,10 +3,18 @@ from a client; and what its promo code allows when the order is paid."""
 
 from __future__ import annotations
 
-from vpnshop.domain.errors import NotFoundError, PromoError, ValidationError
+from datetime import datetime
+
+from vpnshop.domain.errors import (
+    NotFoundError,
+    PromoError,
+    PromoUnknownError,
+    PromoUsedError,
+    ValidationError,
+)
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.order import Order, OrderKind
-from vpnshop.domain.promo import normalise_code
+from vpnshop.domain.promo import PromoCode, is_valid_code, normalise_code
 from vpnshop.ports.storage import PaymentContext, UnitOfWork
 from vpnshop.services.deps import Deps
 
@@ -28,20 +36,19 @@ async def price_plan_order(
     if list_price is None:
         raise ValidationError(f"plan {plan_code} has no price in {cur.code}")
     amount, discount, code = list_price, 0, None
+    promo: PromoCode | None
     if promo_code:
-        promo = await uow.promos.get(normalise_code(promo_code))
-        if promo is None:
-            raise PromoError("unknown")
-        promo.check_usable(deps.now())
+        promo = await usable_promo(uow, promo_code, customer_id, deps.now())
         promo.check_order(plan.code, list_price)
-        if promo.once_per_customer and await uow.promos.redeemed(promo.code, customer_id):
-            raise PromoError("already_used")
+    elif promo_code == "":
+        raise PromoUnknownError("an empty promo code")
+    else:
+        promo = await kept_discount(uow, customer_id, plan.code, list_price, deps.now())
+    if promo is not None:
         discount, code = promo.value, promo.code
         amount = list_price.discounted(discount)
         if not amount.is_positive:
             raise PromoError("free", "a 100% discount is given as bonus days, not an order")
-    elif promo_code == "":
-        raise PromoError("unknown")
     return Order(
         id=deps.ids.new_id(),
         customer_id=customer_id,
@@ -54,6 +61,38 @@ async def price_plan_order(
         discount_percent=discount,
         created_at=deps.now(),
     )
+
+
+async def usable_promo(
+    uow: UnitOfWork, promo_code: str, customer_id: int, now: datetime
+) -> PromoCode:
+    """The promo code, if this customer may use it now; else the PromoError subclass
+    saying why (unknown, expired, exhausted, already used by this customer)."""
+    code = normalise_code(promo_code)
+    promo = await uow.promos.get(code) if is_valid_code(code) else None
+    if promo is None:
+        raise PromoUnknownError(f"no promo code {code[:40]!r}")
+    promo.check_usable(now)
+    if promo.once_per_customer and await uow.promos.redeemed(promo.code, customer_id):
+        raise PromoUsedError(f"customer {customer_id} has used {promo.code}")
+    return promo
+
+
+async def kept_discount(
+    uow: UnitOfWork, customer_id: int, plan_code: str, list_price: Money, now: datetime
+) -> PromoCode | None:
+    """The discount the customer typed in earlier (``RedeemPromo``), when it still applies
+    to this purchase. A kept code that no longer does (expired, used up, paid with once,
+    another plan) is passed over silently: it must never stop a purchase."""
+    customer = await uow.customers.get(customer_id)
+    if customer is None or customer.discount_code is None:
+        return None
+    try:
+        promo = await usable_promo(uow, customer.discount_code, customer_id, now)
+        promo.check_order(plan_code, list_price)
+    except PromoError:
+        return None
+    return promo if promo.value < 100 else None  # a free order is no order
 
 
 def topup_order(deps: Deps, *, customer_id: int, amount: Money) -> Order:

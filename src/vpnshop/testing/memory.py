@@ -24,14 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
 from vpnshop.domain.audit import AuditEntry
 from vpnshop.domain.customer import Customer
 from vpnshop.domain.errors import ConflictError, InsufficientFundsError
-from vpnshop.domain.ledger import Hold, HoldStatus, LedgerEntry
+from vpnshop.domain.ledger import EntryKind, Hold, HoldStatus, LedgerEntry
 from vpnshop.domain.money import Currency, Money, currency
 from vpnshop.domain.order import Order
 from vpnshop.domain.outbox import JobStatus, OutboxJob
@@ -300,11 +300,60 @@ class _Customers(_Repo):
             raise ConflictError(f"telegram id {customer.telegram_id} is taken")
         old = s.customers[customer.id]
         del s.customer_by_tg[old.telegram_id]
-        s.customers[customer.id] = customer
+        # These move only through their own methods (as in the SQL store).
+        s.customers[customer.id] = attrs.evolve(
+            customer,
+            referral_code=old.referral_code,
+            unreachable=old.unreachable,
+            discount_code=old.discount_code,
+        )
         s.customer_by_tg[customer.telegram_id] = customer.id
 
     async def count(self) -> int:
         return len(self._s.customers)
+
+    async def by_referral_code(self, code: str) -> Customer | None:
+        found = [c for c in self._s.customers.values() if c.referral_code == code]
+        return found[0] if found else None
+
+    async def set_referral_code(self, customer_id: int, code: str) -> str | None:
+        s = self._s
+        customer = s.customers.get(customer_id)
+        if customer is None:
+            return None
+        if customer.referral_code is not None:
+            return customer.referral_code
+        if any(c.referral_code == code for c in s.customers.values()):
+            raise ConflictError(f"referral code {code!r} is taken")
+        s.customers[customer_id] = attrs.evolve(customer, referral_code=code)
+        return code
+
+    def _set(self, customer_id: int, only_if_unset: bool, **change: Any) -> bool:
+        s = self._s
+        customer = s.customers.get(customer_id)
+        if customer is None:
+            return False
+        [(name, value)] = change.items()
+        current = getattr(customer, name)
+        if current == value or (only_if_unset and current is not None):
+            return False
+        s.customers[customer_id] = attrs.evolve(customer, **change)
+        return True
+
+    async def set_referrer(self, customer_id: int, referrer_id: int) -> bool:
+        return self._set(customer_id, True, referrer_id=referrer_id)
+
+    async def set_campaign(self, customer_id: int, campaign: str) -> bool:
+        return self._set(customer_id, True, campaign=campaign)
+
+    async def set_language(self, customer_id: int, language: str) -> bool:
+        return self._set(customer_id, False, language=language)
+
+    async def set_unreachable(self, customer_id: int, unreachable: bool) -> bool:
+        return self._set(customer_id, False, unreachable=unreachable)
+
+    async def set_discount_code(self, customer_id: int, code: str | None) -> bool:
+        return self._set(customer_id, False, discount_code=code)
 
 
 class _Plans(_Repo):
@@ -367,6 +416,14 @@ class _Subscriptions(_Repo):
         subs = [x for x in self._s.subscriptions.values() if start <= x.expires_at < end]
         return sorted(subs, key=lambda x: (x.expires_at, x.id or 0))
 
+    async def set_auto_renew(self, subscription_id: int, auto_renew: bool) -> bool:
+        s = self._s
+        sub = s.subscriptions.get(subscription_id)
+        if sub is None or sub.auto_renew == auto_renew:
+            return False
+        s.subscriptions[subscription_id] = attrs.evolve(sub, auto_renew=auto_renew)
+        return True
+
 
 class _Trials(_Repo):
     async def claim(self, customer_id: int, now: datetime) -> bool:
@@ -378,6 +435,9 @@ class _Trials(_Repo):
 
     async def reset(self, customer_id: int) -> None:
         self._s.trials.pop(customer_id, None)
+
+    async def used(self, customer_id: int) -> bool:
+        return customer_id in self._s.trials
 
 
 class _Orders(_Repo):
@@ -518,9 +578,23 @@ class _Ledger(_Repo):
     async def balance(self, customer_id: int, currency: Currency) -> Money:
         return Money(self._s.balances.get((customer_id, currency.code), 0), currency)
 
-    async def entries(self, customer_id: int, limit: int = 50) -> list[LedgerEntry]:
+    async def entries(
+        self, customer_id: int, limit: int = 50, offset: int = 0
+    ) -> list[LedgerEntry]:
         mine = [e for e in reversed(self._s.ledger) if e.customer_id == customer_id]
-        return mine[:limit]
+        return mine[offset : offset + limit]
+
+    async def balances(self, customer_id: int) -> list[Money]:
+        found = [(c, minor) for (cid, c), minor in self._s.balances.items() if cid == customer_id]
+        return [Money(minor, currency(cur)) for cur, minor in sorted(found)]
+
+    async def totals(self, customer_id: int, kind: EntryKind) -> list[Money]:
+        sums: dict[str, int] = {}
+        for e in self._s.ledger:
+            if e.customer_id == customer_id and e.kind is kind:
+                code = e.amount.currency.code
+                sums[code] = sums.get(code, 0) + e.amount.minor
+        return [Money(minor, currency(cur)) for cur, minor in sorted(sums.items())]
 
     async def has_key(self, idempotency_key: str) -> bool:
         return idempotency_key in self._s.ledger_keys

@@ -57,6 +57,10 @@ customers = sa.Table(
     sa.Column("banned", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("deleted_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("referral_code", sa.String(32)),
+    sa.Column("unreachable", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("discount_code", sa.String(32)),
+    sa.Index("uq_customers_referral_code", "referral_code", unique=True),
 )
 
 plans = sa.Table(

@@ -22,6 +22,9 @@ def _customer(r: Row) -> Customer:
         referrer_id=r.referrer_id,
         campaign=r.campaign,
         banned=r.banned,
+        referral_code=r.referral_code,
+        unreachable=r.unreachable,
+        discount_code=r.discount_code,
         deleted_at=r.deleted_at,
         created_at=r.created_at,
     )
@@ -35,9 +38,15 @@ def _customer_values(c: Customer) -> dict[str, Any]:
         "referrer_id": c.referrer_id,
         "campaign": c.campaign,
         "banned": c.banned,
+        "referral_code": c.referral_code,
+        "unreachable": c.unreachable,
+        "discount_code": c.discount_code,
         "deleted_at": c.deleted_at,
         "created_at": c.created_at,
     }
+
+
+_OWN_METHODS = ("referral_code", "unreachable", "discount_code")
 
 
 class SqlCustomers(_Repo):
@@ -87,7 +96,9 @@ class SqlCustomers(_Repo):
 
     async def update(self, customer: Customer) -> None:
         values = _customer_values(customer)
-        del values["created_at"]
+        # These move only through their own methods, so that a stale copy cannot undo them.
+        for key in ("created_at", *_OWN_METHODS):
+            del values[key]
         try:
             async with self._conn.begin_nested():
                 await self._conn.execute(
@@ -104,3 +115,57 @@ class SqlCustomers(_Repo):
                 await self._conn.execute(sa.select(sa.func.count()).select_from(t.customers))
             ).scalar_one()
         )
+
+    async def by_referral_code(self, code: str) -> Customer | None:
+        row = await self._one(sa.select(t.customers).where(t.customers.c.referral_code == code))
+        return _customer(row) if row else None
+
+    async def set_referral_code(self, customer_id: int, code: str) -> str | None:
+        c = t.customers.c
+        try:
+            async with self._conn.begin_nested():  # a unique violation must not end the tx
+                await self._conn.execute(
+                    sa.update(t.customers)
+                    .where(c.id == customer_id, c.referral_code.is_(None))
+                    .values(referral_code=code)
+                )
+        except IntegrityError as e:
+            raise ConflictError(f"referral code {code!r} is taken") from e
+        row = await self._one(sa.select(c.referral_code).where(c.id == customer_id))
+        return None if row is None else row.referral_code
+
+    async def _set_if_null(self, customer_id: int, column: str, value: object) -> bool:
+        col = t.customers.c[column]
+        row = await self._one(
+            sa.update(t.customers)
+            .where(t.customers.c.id == customer_id, col.is_(None))
+            .values({column: value})
+            .returning(t.customers.c.id)
+        )
+        return row is not None
+
+    async def _set_changed(self, customer_id: int, column: str, value: object) -> bool:
+        col = t.customers.c[column]
+        differs = col.is_not(None) if value is None else sa.or_(col.is_(None), col != value)
+        row = await self._one(
+            sa.update(t.customers)
+            .where(t.customers.c.id == customer_id, differs)
+            .values({column: value})
+            .returning(t.customers.c.id)
+        )
+        return row is not None
+
+    async def set_referrer(self, customer_id: int, referrer_id: int) -> bool:
+        return await self._set_if_null(customer_id, "referrer_id", referrer_id)
+
+    async def set_campaign(self, customer_id: int, campaign: str) -> bool:
+        return await self._set_if_null(customer_id, "campaign", campaign)
+
+    async def set_language(self, customer_id: int, language: str) -> bool:
+        return await self._set_changed(customer_id, "language", language)
+
+    async def set_unreachable(self, customer_id: int, unreachable: bool) -> bool:
+        return await self._set_changed(customer_id, "unreachable", unreachable)
+
+    async def set_discount_code(self, customer_id: int, code: str | None) -> bool:
+        return await self._set_changed(customer_id, "discount_code", code)

@@ -88,14 +88,36 @@ class SqlLedger(_Repo):
         )
         return Money(int(row.amount_minor) if row else 0, currency)
 
-    async def entries(self, customer_id: int, limit: int = 50) -> list[LedgerEntry]:
+    async def entries(
+        self, customer_id: int, limit: int = 50, offset: int = 0
+    ) -> list[LedgerEntry]:
         stmt = (
             sa.select(t.ledger)
             .where(t.ledger.c.customer_id == customer_id)
             .order_by(t.ledger.c.id.desc())
             .limit(limit)
+            .offset(offset)
         )
         return [_entry(r) for r in await self._all(stmt)]
+
+    async def balances(self, customer_id: int) -> list[Money]:
+        b = t.balances.c
+        rows = await self._all(
+            sa.select(b.currency, b.amount_minor)
+            .where(b.customer_id == customer_id)
+            .order_by(b.currency)
+        )
+        return [Money(int(r.amount_minor), currency_of(r.currency)) for r in rows]
+
+    async def totals(self, customer_id: int, kind: EntryKind) -> list[Money]:
+        c = t.ledger.c
+        rows = await self._all(
+            sa.select(c.currency, sa.func.sum(c.amount_minor).label("total"))
+            .where(c.customer_id == customer_id, c.kind == kind.value)
+            .group_by(c.currency)
+            .order_by(c.currency)
+        )
+        return [Money(int(r.total), currency_of(r.currency)) for r in rows]
 
     async def has_key(self, idempotency_key: str) -> bool:
         stmt = sa.select(t.ledger.c.id).where(t.ledger.c.idempotency_key == idempotency_key)

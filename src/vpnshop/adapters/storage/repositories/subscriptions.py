@@ -118,6 +118,16 @@ class SqlSubscriptions(_Repo):
         )
         return [_subscription(r) for r in await self._all(stmt)]
 
+    async def set_auto_renew(self, subscription_id: int, auto_renew: bool) -> bool:
+        c = t.subscriptions.c
+        row = await self._one(
+            sa.update(t.subscriptions)
+            .where(c.id == subscription_id, c.auto_renew != auto_renew)
+            .values(auto_renew=auto_renew)
+            .returning(c.id)
+        )
+        return row is not None
+
 
 class SqlTrials(_Repo):
     async def claim(self, customer_id: int, now: datetime) -> bool:
@@ -131,3 +141,7 @@ class SqlTrials(_Repo):
 
     async def reset(self, customer_id: int) -> None:
         await self._conn.execute(sa.delete(t.trials).where(t.trials.c.customer_id == customer_id))
+
+    async def used(self, customer_id: int) -> bool:
+        stmt = sa.select(t.trials.c.customer_id).where(t.trials.c.customer_id == customer_id)
+        return await self._one(stmt) is not None
