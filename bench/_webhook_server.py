@@ -16,8 +16,8 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from shells.webhooks.app import create_app
-from shells.webhooks.server import start_site
+from vpnshop_webhooks.app import create_app
+from vpnshop_webhooks.server import start_site
 
 
 async def noop_app() -> web.Application:

@@ -23,9 +23,6 @@ import attrs
 import pytest
 import sqlalchemy as sa
 
-from shells.webhooks.app import create_app
-from shells.webhooks.panel import PATH, panel_routes
-from shells.webhooks.server import start_site
 from vpnshop.adapters.remnawave.webhooks import parse_event, sign
 from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import parse_settings
@@ -38,6 +35,9 @@ from vpnshop.domain.subscription import Subscription
 from vpnshop.testing.cryptopay import CryptoPayEmulator
 from vpnshop.testing.fakes import FakeClock
 from vpnshop.testing.remnawave import RemnawaveEmulator
+from vpnshop_webhooks.app import create_app
+from vpnshop_webhooks.panel import PATH, panel_routes
+from vpnshop_webhooks.server import start_site
 
 SECRET = "s3cr3tS3CR3Ts3cr3tS3CR3Ts3cr3tS3CR3T"
 PLAN_DAYS = 30
@@ -202,9 +202,7 @@ async def test_panel_down_keeps_the_job_pending_until_it_is_back(database_url: s
         sub = await subscription_of(app, customer_id)
         assert sub.panel_key is not None
         assert len(emu.users()) == 1
-        assert await rows(app, "SELECT count(*) FROM payments WHERE status = 'succeeded'") == [
-            (1,)
-        ]
+        assert await rows(app, "SELECT count(*) FROM payments WHERE status = 'succeeded'") == [(1,)]
 
 
 async def test_unknown_squad_parks_the_job_with_its_reason(database_url: str) -> None:

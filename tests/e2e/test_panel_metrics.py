@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shells.webhooks.server import serve
 from vpnshop.adapters.remnawave import PanelCallOutcome, RemnawavePanel, RemnawaveSettings
 from vpnshop.config import parse_settings
 from vpnshop.ports.panel import PanelError, PanelUnavailableError
 from vpnshop.testing.remnawave import RemnawaveEmulator
+from vpnshop_webhooks.server import serve
 
 
 def panel_calls(metrics_text: str) -> dict[str, float]:

@@ -18,9 +18,6 @@ import attrs
 import pytest
 import sqlalchemy as sa
 
-from shells.webhooks.app import create_app
-from shells.webhooks.metrics import WebhookMetrics
-from shells.webhooks.server import start_site
 from vpnshop.adapters.clock import SystemClock
 from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import Settings, parse_settings
@@ -36,6 +33,9 @@ from vpnshop.testing.fakes import FakePanel
 from vpnshop.testing.freekassa import FreeKassaEmulator
 from vpnshop.testing.tribute import TributeEmulator
 from vpnshop.testing.yookassa import YooKassaEmulator
+from vpnshop_webhooks.app import create_app
+from vpnshop_webhooks.metrics import WebhookMetrics
+from vpnshop_webhooks.server import start_site
 
 MONTH_DAYS = 30
 MONTH_RUB = Money(19900, RUB)

@@ -62,9 +62,30 @@ hostile_ints = st.one_of(
 hostile_strings = st.one_of(
     st.text(max_size=40),
     st.sampled_from(
-        ["", " ", "\x00", "a\x00b", "\ud800", "\udfff", "٣١٣٣٧", " 31337", "NaN", "1e400",
-         "-0", "0x10", "199.001", "1" * 400, "x" * 5000, "paid", "fiat", "RUB", "XTR",
-         "2027-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"]
+        [
+            "",
+            " ",
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "\udfff",
+            "٣١٣٣٧",
+            " 31337",
+            "NaN",
+            "1e400",
+            "-0",
+            "0x10",
+            "199.001",
+            "1" * 400,
+            "x" * 5000,
+            "paid",
+            "fiat",
+            "RUB",
+            "XTR",
+            "2027-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+05:00",
+            "9999-12-31T23:59:59-05:00",
+        ]
     ),
 )
 scalars = st.one_of(
@@ -95,13 +116,31 @@ mutations = st.one_of(
     st.tuples(
         st.just("header"),
         st.sampled_from(
-            ["Content-Encoding", "Content-Type", "signature", "X-Forwarded-For",
-             "X-Remnawave-Timestamp"]
+            [
+                "Content-Encoding",
+                "Content-Type",
+                "signature",
+                "X-Forwarded-For",
+                "X-Remnawave-Timestamp",
+            ]
         ),
         st.sampled_from(
-            ["gzip", "deflate", "br", "identity", " ", "application/json", "text/plain",
-             "application/x-www-form-urlencoded", "", "deadbeef", "A" * 64, "\u00e9",
-             "2000-01-01T00:00:00.000Z", "1.2.3.4, 127.0.0.1"]
+            [
+                "gzip",
+                "deflate",
+                "br",
+                "identity",
+                " ",
+                "application/json",
+                "text/plain",
+                "application/x-www-form-urlencoded",
+                "",
+                "deadbeef",
+                "A" * 64,
+                "\u00e9",
+                "2000-01-01T00:00:00.000Z",
+                "1.2.3.4, 127.0.0.1",
+            ]
         ),
     ),
 )

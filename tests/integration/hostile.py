@@ -22,9 +22,6 @@ from urllib.parse import urlencode
 import attrs
 import sqlalchemy as sa
 
-from shells.webhooks.app import create_app
-from shells.webhooks.panel import panel_routes
-from shells.webhooks.server import start_site
 from vpnshop.adapters.clock import SystemClock
 from vpnshop.adapters.storage import tables
 from vpnshop.bootstrap import App, bootstrap
@@ -35,6 +32,9 @@ from vpnshop.testing.cryptopay import CryptoPayEmulator
 from vpnshop.testing.fakes import FakePanel
 from vpnshop.testing.freekassa import FreeKassaEmulator
 from vpnshop.testing.yookassa import YooKassaEmulator
+from vpnshop_webhooks.app import create_app
+from vpnshop_webhooks.panel import panel_routes
+from vpnshop_webhooks.server import start_site
 
 CRYPTOPAY_TOKEN = "1234:AAhostiletesttokenhostiletesttoken"
 TRIBUTE_KEY = "tribute-hostile-test-key"

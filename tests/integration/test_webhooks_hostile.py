@@ -44,12 +44,11 @@ async def shop(database_url: str) -> AsyncIterator[HostileShop]:
         yield s
 
 
-async def post(
-    url: str, body: bytes, headers: dict[str, str]
-) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.post(
-        url, data=body, headers=headers
-    ) as resp:
+async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as resp,
+    ):
         return resp.status, await resp.text()
 
 
@@ -161,9 +160,7 @@ async def test_nul_in_signed_values_is_a_400(shop: HostileShop) -> None:
     ("field", "value"),
     [("amount", 10**30), ("telegram_user_id", 10**30), ("amount", 2**63), ("amount", -1)],
 )
-async def test_out_of_range_integers_are_a_400(
-    shop: HostileShop, field: str, value: int
-) -> None:
+async def test_out_of_range_integers_are_a_400(shop: HostileShop, field: str, value: int) -> None:
     """A signed Tribute ``new_subscription`` whose amount or Telegram id does not fit its
     column gets 400 and changes nothing."""
     before = await shop.state()
@@ -242,7 +239,7 @@ async def test_half_sent_body_gets_408(shop: HostileShop) -> None:
     reader, writer = await connect(shop)
     writer.write(
         b"POST /webhooks/cryptopay HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n{\"update_id\":"
+        b'Content-Length: 100\r\n\r\n{"update_id":'
     )
     await writer.drain()
     answer = await closed_within(reader, TIMEOUTS["body"] + 3.0)
@@ -296,7 +293,7 @@ async def test_client_gone_mid_body_is_one_line_without_traceback(
         _, writer = await connect(shop)
         writer.write(
             b"POST /webhooks/tribute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 500\r\n\r\n{\"name\":"
+            b'Content-Length: 500\r\n\r\n{"name":'
         )
         await writer.drain()
         await asyncio.sleep(0.05)
@@ -344,9 +341,7 @@ async def test_freekassa_merchant_id_is_compared_exactly(shop: HostileShop) -> N
 
 
 @pytest.mark.parametrize("telegram_id", [-5, 0, "-5", " 5", "5.0", True])
-async def test_tribute_telegram_id_must_be_positive(
-    shop: HostileShop, telegram_id: object
-) -> None:
+async def test_tribute_telegram_id_must_be_positive(shop: HostileShop, telegram_id: object) -> None:
     """A signed Tribute event with a Telegram id that is not a positive integer gets 400
     and creates no customer."""
     before = await shop.state()

@@ -13,9 +13,6 @@ import attrs
 import pytest
 from aiohttp.test_utils import TestClient
 
-from shells.webhooks.app import create_app, resolve_remote_ip
-from shells.webhooks.metrics import WebhookMetrics
-from shells.webhooks.server import serve
 from vpnshop.adapters.payments.netcheck import IpAllowlist
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
@@ -29,6 +26,9 @@ from vpnshop.plansfile import EXAMPLE, load_plans_file
 from vpnshop.ports.payments import PaymentEvent, ProviderUnavailableError, WebhookRequest
 from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.testing.fakes import FakeGateway, FakePanel
+from vpnshop_webhooks.app import create_app, resolve_remote_ip
+from vpnshop_webhooks.metrics import WebhookMetrics
+from vpnshop_webhooks.server import serve
 
 DEAD_DATABASE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"  # nothing listens on port 1
 
@@ -311,9 +311,7 @@ def test_build_gateways_parses_tribute_products_and_freekassa() -> None:
 
 async def test_serve_starts_answers_and_stops_gracefully(tmp_path) -> None:
     """serve() listens, answers /healthz, finishes an in-flight request, and returns."""
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/serve.db", webhooks_port=0
-    )
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/serve.db", webhooks_port=0)
     stop = asyncio.Event()
     urls: list[str] = []
     task = asyncio.create_task(serve(settings, stop=stop, ready=urls.append))

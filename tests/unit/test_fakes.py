@@ -169,15 +169,28 @@ async def test_panel_apply_creates_then_is_idempotent() -> None:
     """apply() creates an owned user once; applying the same access again changes nothing."""
     clock = FakeClock(T0)
     panel = FakePanel(clock)
-    access = PanelAccess(username="vpn_1", expires_at=T0 + timedelta(days=30),
-                         telegram_id=42, internal_squads=("sq-default",))
+    access = PanelAccess(
+        username="vpn_1",
+        expires_at=T0 + timedelta(days=30),
+        telegram_id=42,
+        internal_squads=("sq-default",),
+    )
     user = await panel.apply(access)
     assert user.status is PanelStatus.ACTIVE
     assert user.tag == panel.tag
     assert await panel.apply(access) == user
-    assert await panel.apply(PanelAccess(username="vpn_1", expires_at=access.expires_at,
-                                         key=user.key, telegram_id=42,
-                                         internal_squads=("sq-default",))) == user
+    assert (
+        await panel.apply(
+            PanelAccess(
+                username="vpn_1",
+                expires_at=access.expires_at,
+                key=user.key,
+                telegram_id=42,
+                internal_squads=("sq-default",),
+            )
+        )
+        == user
+    )
     assert len(panel.users) == 1
     assert await panel.find_by_telegram_id(42) == [user]
     assert (await panel.squads())[0].members == 1
@@ -189,8 +202,9 @@ async def test_panel_past_expiry_is_applied_as_disabled() -> None:
     panel = FakePanel(clock)
     user = await panel.apply(PanelAccess(username="u", expires_at=T0 + timedelta(days=1)))
     clock.advance(days=2)
-    again = await panel.apply(PanelAccess(username="u", key=user.key,
-                                          expires_at=T0 + timedelta(days=1)))
+    again = await panel.apply(
+        PanelAccess(username="u", key=user.key, expires_at=T0 + timedelta(days=1))
+    )
     assert again.status is PanelStatus.DISABLED
     assert again.expires_at == user.expires_at
 
@@ -241,9 +255,14 @@ async def test_panel_down_raises_unavailable() -> None:
 
 
 def _request(payment_id: str = "p000001", key: str = "idem-1") -> CheckoutRequest:
-    return CheckoutRequest(payment_id=payment_id, order_id="o000001",
-                           amount=Money.of("199.00", RUB), description="Month",
-                           idempotency_key=key, customer_telegram_id=42)
+    return CheckoutRequest(
+        payment_id=payment_id,
+        order_id="o000001",
+        amount=Money.of("199.00", RUB),
+        description="Month",
+        idempotency_key=key,
+        customer_telegram_id=42,
+    )
 
 
 async def test_gateway_create_is_idempotent_and_recorded() -> None:
@@ -282,8 +301,9 @@ async def test_gateway_webhook_round_trip_and_forgery() -> None:
     with pytest.raises(WebhookAuthError):
         await FakeGateway(secret="other").parse_webhook(gateway.webhook_request(event))
     body = b"{not json"
-    bad = WebhookRequest(body=body, headers={"x-fake-signature": gateway.sign(body)},
-                         remote_ip="127.0.0.1")
+    bad = WebhookRequest(
+        body=body, headers={"x-fake-signature": gateway.sign(body)}, remote_ip="127.0.0.1"
+    )
     with pytest.raises(WebhookMalformedError):
         await gateway.parse_webhook(bad)
 
@@ -313,9 +333,16 @@ async def test_memory_store_mismatch_is_reported() -> None:
     store = MemoryStore()
     factory = memory_uow_factory(store)
     async with factory() as uow:
-        await uow.ledger.post(LedgerEntry(customer_id=1, amount=Money(500, RUB),
-                                          kind=EntryKind.TOPUP, idempotency_key="k1",
-                                          actor=Actor.system(), created_at=T0))
+        await uow.ledger.post(
+            LedgerEntry(
+                customer_id=1,
+                amount=Money(500, RUB),
+                kind=EntryKind.TOPUP,
+                idempotency_key="k1",
+                actor=Actor.system(),
+                created_at=T0,
+            )
+        )
         await uow.commit()
     store.set_balance_for_tests(1, Money(700, RUB))
     async with factory() as uow:

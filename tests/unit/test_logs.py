@@ -35,7 +35,7 @@ def test_repeated_warnings_are_rate_limited_with_a_count() -> None:
 
     def record(n: int) -> logging.LogRecord:
         return logging.makeLogRecord(
-            {"name": "shells.webhooks.app", "levelno": 30, "msg": "refused %s", "args": (n,)}
+            {"name": "vpnshop_webhooks.app", "levelno": 30, "msg": "refused %s", "args": (n,)}
         )
 
     passed = [limit.filter(record(n)) for n in range(100)]

@@ -41,8 +41,10 @@ def test_load_json_refuses_what_a_database_or_the_stack_cannot_take(body: bytes)
 
 def test_load_json_accepts_plain_documents_at_the_depth_limit() -> None:
     """A document exactly MAX_DEPTH deep, with ordinary text and numbers, is accepted."""
-    body = b"[" * (MAX_DEPTH - 1) + b'{"a": "\\u00e9", "n": -9223372036854775807}' + b"]" * (
-        MAX_DEPTH - 1
+    body = (
+        b"[" * (MAX_DEPTH - 1)
+        + b'{"a": "\\u00e9", "n": -9223372036854775807}'
+        + b"]" * (MAX_DEPTH - 1)
     )
     assert load_json(body)
 

@@ -92,7 +92,10 @@ class Subscription:
 
 
 def extend_or_start(
-    existing: Subscription | None, customer_id: int, days: int, plan: Plan | None,
+    existing: Subscription | None,
+    customer_id: int,
+    days: int,
+    plan: Plan | None,
     now: datetime,
 ) -> Subscription:
     """The customer's subscription after buying *days* (of *plan*, whose limits it takes).

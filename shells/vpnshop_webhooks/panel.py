@@ -20,15 +20,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from shells.webhooks.app import (
-    CONFIG_KEY,
-    METRICS_KEY,
-    STORAGE_DOWN,
-    Refusal,
-    _plain,
-    receive_body,
-    resolve_remote_ip,
-)
 from vpnshop.bootstrap import App
 from vpnshop.domain.panel_events import (
     PanelWebhookError,
@@ -37,6 +28,15 @@ from vpnshop.domain.panel_events import (
 )
 from vpnshop.ports.panel import PanelWebhookVerifier
 from vpnshop.services.panel_events import HandlePanelEvent
+from vpnshop_webhooks.app import (
+    CONFIG_KEY,
+    METRICS_KEY,
+    STORAGE_DOWN,
+    Refusal,
+    _plain,
+    receive_body,
+    resolve_remote_ip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,4 +96,3 @@ def make_handler(
         return done(str(result.outcome), 200, "ok")
 
     return remnawave_webhook
-

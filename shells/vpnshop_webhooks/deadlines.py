@@ -143,9 +143,7 @@ class WebhookRunner(web.AppRunner):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("lingering_time", LINGERING_TIME)
-        super().__init__(
-            app, keepalive_timeout=keepalive_timeout, auto_decompress=False, **kwargs
-        )
+        super().__init__(app, keepalive_timeout=keepalive_timeout, auto_decompress=False, **kwargs)
         self._header_timeout = header_timeout
 
     @property

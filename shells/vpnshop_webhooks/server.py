@@ -7,7 +7,7 @@ SIGTERM or SIGINT stops accepting connections, lets in-flight requests finish (u
 ``shutdown_timeout``; a request still sending its headers or body is not waited for),
 stops the outbox loop, then closes the App. No aiogram here.
 
-Connections are bounded in time (``shells.webhooks.deadlines``): a request's headers and
+Connections are bounded in time (``vpnshop_webhooks.deadlines``): a request's headers and
 body must each arrive within ``VPNSHOP_WEBHOOKS_HEADER_TIMEOUT`` /
 ``VPNSHOP_WEBHOOKS_BODY_TIMEOUT`` seconds, and idle keep-alive connections close after
 ``VPNSHOP_WEBHOOKS_KEEPALIVE_TIMEOUT``.
@@ -26,14 +26,14 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from shells.webhooks.app import create_app
-from shells.webhooks.deadlines import WebhookRunner
-from shells.webhooks.metrics import WebhookMetrics
-from shells.webhooks.panel import panel_routes
 from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import Settings, SettingUnusableError
 from vpnshop.logs import quiet_client_errors
 from vpnshop.ports.storage import StorageUnavailableError
+from vpnshop_webhooks.app import create_app
+from vpnshop_webhooks.deadlines import WebhookRunner
+from vpnshop_webhooks.metrics import WebhookMetrics
+from vpnshop_webhooks.panel import panel_routes
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,6 @@ import attrs
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from shells.webhooks.deadlines import BodyDeadlines, BodyTimeoutError
-from shells.webhooks.metrics import CONTENT_TYPE, WebhookMetrics
 from vpnshop.adapters.payments.netcheck import InvalidAllowlistEntryError, IpAllowlist
 from vpnshop.bootstrap import App
 from vpnshop.config import ConfigError
@@ -41,6 +39,8 @@ from vpnshop.ports.payments import (
 )
 from vpnshop.ports.storage import StorageUnavailableError
 from vpnshop.services.outcome import Outcome
+from vpnshop_webhooks.deadlines import BodyDeadlines, BodyTimeoutError
+from vpnshop_webhooks.metrics import CONTENT_TYPE, WebhookMetrics
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,7 @@ CONFIG_KEY = web.AppKey("vpnshop_server_config", ServerConfig)
 BODIES_KEY = web.AppKey("vpnshop_body_deadlines", BodyDeadlines)
 
 
-def resolve_remote_ip(
-    peer: str | None, forwarded_for: Sequence[str], trusted: IpAllowlist
-) -> str:
+def resolve_remote_ip(peer: str | None, forwarded_for: Sequence[str], trusted: IpAllowlist) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy; then the
     right-most X-Forwarded-For entry that is not itself a trusted proxy.
 
@@ -213,9 +211,7 @@ async def receive_body(request: web.Request, name: str, remote_ip: str) -> bytes
         request, "Transfer-Encoding", (*IDENTITY, "chunked")
     )
     if encoding:
-        log.warning(
-            "%s webhook from %s refused: coding %s", name, remote_ip, shown(encoding)
-        )
+        log.warning("%s webhook from %s refused: coding %s", name, remote_ip, shown(encoding))
         return Refusal("unsupported_encoding", _closing(415, "content encoding not accepted"))
     length = request.content_length
     if length is not None and length > config.max_body:
