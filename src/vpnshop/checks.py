@@ -3,6 +3,7 @@ whether the configured systems answer."""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import TextIO
 
 import attrs
@@ -83,8 +84,8 @@ async def reach_database(settings: Settings) -> CheckLine:
     """Whether the database opens and its schema is current. A SQLite file that does not
     exist yet is not created here: the first command that uses it creates and migrates
     it (``check`` changes nothing)."""
-    from vpnshop.adapters.storage.engine import create_engine
     from vpnshop.adapters.storage.migrate import current_revision, head_revision
+    from vpnshop.bootstrap import database
 
     path = sqlite_path(settings.database_url)
     if path is not None and not path.exists():
@@ -96,16 +97,14 @@ async def reach_database(settings: Settings) -> CheckLine:
         )
     if path is not None and (problem := sqlite_file_problem(path)) is not None:
         return CheckLine("database", "FAIL", f"{path}: {problem}")
-    engine = create_engine(settings.database_url)
     try:
-        current = await current_revision(engine)
+        async with database(settings) as engine:
+            current = await current_revision(engine)
     except Exception as e:  # any failure to reach is reported, not raised
         line = database_failure(settings.database_url, e)
         if line is None:
             raise
         return CheckLine("database", "FAIL", line)
-    finally:
-        await engine.dispose()
     head = head_revision()
     if current == head:
         return CheckLine("database", "ok", f"reachable, schema at {current}")
@@ -148,8 +147,7 @@ async def panel_report(settings: Settings, out: TextIO) -> int:
     """``vpnshop panel check``: the panel's version and API line, whether the token is
     accepted and which reads it may do, and the internal squads. 1 when the panel cannot
     be reached or refuses the token."""
-    from vpnshop.adapters.remnawave import RemnawavePanel
-    from vpnshop.bootstrap import remnawave_settings
+    from vpnshop.bootstrap import panel_adapter
     from vpnshop.ports.panel import (
         PanelError,
         PanelForbiddenError,
@@ -160,9 +158,9 @@ async def panel_report(settings: Settings, out: TextIO) -> int:
     if settings.panel is None:
         print("panel: not configured (set VPNSHOP_PANEL_URL and VPNSHOP_PANEL_TOKEN)", file=out)
         return 1
-    panel = RemnawavePanel(remnawave_settings(settings.panel))
     print(f"panel: {settings.panel.url}", file=out)
-    try:
+    async with AsyncExitStack() as stack:
+        panel = panel_adapter(settings.panel, stack)
         await panel.start(detect_now=False)
         try:
             info = await panel.info()
@@ -200,28 +198,24 @@ async def panel_report(settings: Settings, out: TextIO) -> int:
         else:
             print("squads: cannot list them with this token", file=out)
         return 0
-    finally:
-        await panel.aclose()
 
 
 async def reach_panel(settings: Settings) -> list[CheckLine]:
     """``vpnshop check --reach``: the panel's version and whether it takes the token."""
-    from vpnshop.adapters.remnawave import RemnawavePanel
-    from vpnshop.bootstrap import remnawave_settings
+    from vpnshop.bootstrap import panel_adapter
     from vpnshop.ports.panel import PanelError, PanelUnauthorizedError
 
     if settings.panel is None:
         return []
-    panel = RemnawavePanel(remnawave_settings(settings.panel))
     try:
-        await panel.start(detect_now=False)
-        info = await panel.info()
+        async with AsyncExitStack() as stack:
+            panel = panel_adapter(settings.panel, stack)
+            await panel.start(detect_now=False)
+            info = await panel.info()
     except PanelUnauthorizedError as e:
         return [CheckLine("panel", "FAIL", f"the API token is refused: {e}")]
     except (PanelError, OSError) as e:
         return [CheckLine("panel", "FAIL", f"{type(e).__name__}: {e}")]
-    finally:
-        await panel.aclose()
     return [
         CheckLine(
             "panel",

@@ -56,6 +56,25 @@ async def test_wire_builds_every_use_case_on_the_memory_store() -> None:
     assert link.order.amount == Money(50000, RUB)
 
 
+async def test_wire_hands_the_bot_the_journeys_on_the_same_store_and_trial() -> None:
+    """The App's customer journeys share the store and the trial settings with the rest:
+    a customer registered through the App is at home there, and the trial is on offer
+    exactly as configured."""
+    clock = FakeClock(NOW)
+    app = wire(
+        Settings(trial_days=0),
+        storage=memory_uow_factory(MemoryStore()),
+        clock=clock,
+        ids=SequentialIds(),
+        panel=FakePanel(clock),
+    )
+    assert app.journeys is not None
+    customer, _ = await app.register_customer(43)
+    assert customer.id is not None
+    home = await app.journeys.home(customer.id)
+    assert home.trial_available is False  # trial_days=0 switches the trial off
+
+
 def test_panel_webhooks_are_verified_only_with_a_secret() -> None:
     """The App has a panel webhook verifier only when the panel's webhook secret is set,
     and no panel job handler without a panel adapter."""

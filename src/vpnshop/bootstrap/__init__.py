@@ -14,6 +14,7 @@ from vpnshop.bootstrap.resources import (
     open_engine,
     open_panel,
     open_storage,
+    panel_adapter,
     prepare_database,
     remnawave_settings,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "open_engine",
     "open_panel",
     "open_storage",
+    "panel_adapter",
     "prepare_database",
     "remnawave_settings",
     "wire",

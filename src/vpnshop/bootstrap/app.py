@@ -18,6 +18,7 @@ from vpnshop.services.checkout import StartCheckout
 from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps
+from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.outbox import OutboxWorker
 from vpnshop.services.panel import ApplySubscription
@@ -70,3 +71,4 @@ class App:
     panel_webhooks: PanelWebhookVerifier | None = None  # with the panel's webhook secret
     settle_stats: BatchStats | None = None
     notifier: Notifier | None = None
+    journeys: CustomerJourneys | None = None  # what the bot's customer journeys call

@@ -31,7 +31,7 @@ from vpnshop.ports.payments import PaymentGateway
 from vpnshop.services.deps import no_kick
 
 if TYPE_CHECKING:
-    from vpnshop.adapters.remnawave import RemnawaveSettings
+    from vpnshop.adapters.remnawave import RemnawavePanel, RemnawaveSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,23 @@ async def open_panel(
     """Build the Remnawave adapter from the settings, start it (detecting the API line;
     an unsupported version or a refused token stops here with the adapter's message) and
     let *stack* close it. *on_call* hears each HTTP call's outcome (metrics)."""
+    panel = panel_adapter(panel_settings, stack, clock, on_call)
+    await panel.start()
+    return panel
+
+
+def panel_adapter(
+    panel_settings: PanelSettings,
+    stack: AsyncExitStack,
+    clock: Clock | None = None,
+    on_call: Callable[[str], None] | None = None,
+) -> RemnawavePanel:
+    """The Remnawave adapter itself, not started, closed by *stack*: for the operator's
+    checks, which probe what the port does not offer (token scopes, version)."""
     from vpnshop.adapters.remnawave import RemnawavePanel
 
     panel = RemnawavePanel(remnawave_settings(panel_settings), clock=clock, on_call=on_call)
     stack.push_async_callback(panel.aclose)
-    await panel.start()
     return panel
 
 

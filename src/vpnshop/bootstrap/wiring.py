@@ -25,6 +25,7 @@ from vpnshop.services.checkout import StartCheckout
 from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps, no_kick
+from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
@@ -96,17 +97,19 @@ def wire(
     if apply is not None:
         handlers[JobKind.APPLY_SUBSCRIPTION] = apply.handle
     confirm = ConfirmPayment(deps, referral_policy(settings), settler=storage.settler)
+    register = RegisterCustomer(deps)
+    trial = trial_settings(settings)
     return App(
         settings=settings,
         deps=deps,
         engine=storage.engine,
         panel=panel,
         gateways=gateways,
-        register_customer=RegisterCustomer(deps),
+        register_customer=register,
         credit_balance=CreditBalance(deps),
         adjust_balance=AdjustBalance(deps),
         extend_subscription=ExtendSubscription(deps),
-        activate_trial=ActivateTrial(deps, trial_settings(settings)),
+        activate_trial=ActivateTrial(deps, trial),
         start_checkout=StartCheckout(deps, gateways),
         confirm_payment=confirm,
         pay_from_balance=PayFromBalance(deps),
@@ -125,4 +128,7 @@ def wire(
         panel_webhooks=panel_webhook_verifier(settings, clock),
         settle_stats=storage.settle_stats,
         notifier=notifier,
+        journeys=CustomerJourneys.build(
+            deps, panel, register=register, trial=trial, policy=confirm.referral
+        ),
     )
