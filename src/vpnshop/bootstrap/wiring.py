@@ -27,6 +27,7 @@ from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps, no_kick
 from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
+from vpnshop.services.links import ReadyLink
 from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
 from vpnshop.services.panel_events import HandlePanelEvent
@@ -131,4 +132,5 @@ def wire(
         journeys=CustomerJourneys.build(
             deps, panel, register=register, trial=trial, policy=confirm.referral
         ),
+        ready_link=ReadyLink(deps, apply),
     )
