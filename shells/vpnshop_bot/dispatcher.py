@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiogram import Dispatcher
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
@@ -26,10 +28,12 @@ def build_dispatcher(
     storage: BaseStorage | None = None,
     metrics: BotMetrics | None = None,
     link_wait: float = 8.0,
+    extra: Sequence[features.Setup] = (),
 ) -> Dispatcher:
     """The dispatcher with every feature's router (``features.FEATURES``, then the
     fallback), the middlewares in their order and the error handler. *limiter* and
-    *storage* default to memory (``serve`` passes Redis ones when configured)."""
+    *storage* default to memory (``serve`` passes Redis ones when configured). *extra*
+    features (the admin's, later) come after the customer's, before the fallback."""
     if app.journeys is None:
         raise ValueError("the App has no customer journeys")
     settings = settings or app.settings.bot
@@ -43,7 +47,7 @@ def build_dispatcher(
         link_wait=link_wait,
     )
     dp = Dispatcher(storage=storage or MemoryStorage(), ctx=ctx, app=app, journeys=app.journeys)
-    for setup in (*features.FEATURES, fallback.setup):
+    for setup in (*features.FEATURES, *extra, fallback.setup):
         dp.include_router(setup(ctx.menu))
     middlewares.install(dp, ctx)
     dp.errors.register(on_error)

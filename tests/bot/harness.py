@@ -13,7 +13,7 @@ emulator in this process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +29,7 @@ from vpnshop.testing.fakes import FakeClock
 from vpnshop.testing.remnawave import RemnawaveEmulator
 from vpnshop.testing.telegram import TelegramEmulator, TgUser
 from vpnshop_bot.dispatcher import allowed_updates, build_dispatcher
+from vpnshop_bot.features import Setup
 from vpnshop_bot.metrics import BotMetrics
 from vpnshop_bot.serve import make_bot
 
@@ -69,6 +70,7 @@ async def bot_shop(
     *,
     link_wait: float = 3.0,
     notifier: Notifier | None = None,
+    extra: Sequence[Setup] = (),
 ) -> AsyncIterator[BotShop]:
     """The shop with its bot polling the Telegram emulator (see the module docstring)."""
     async with TelegramEmulator(TOKEN) as tg, RemnawaveEmulator("3.3.2") as panel:
@@ -87,7 +89,7 @@ async def bot_shop(
         async with bootstrap(settings, clock=clock, gateways={}, notifier=notifier) as app:
             await app.load_plans(load_plans_file(EXAMPLE), actor=Actor.system("test"))
             metrics = BotMetrics()
-            dp = build_dispatcher(app, metrics=metrics, link_wait=link_wait)
+            dp = build_dispatcher(app, metrics=metrics, link_wait=link_wait, extra=extra)
             bot = make_bot(tg.token, tg.api_url)
             polling = asyncio.create_task(
                 dp.start_polling(
