@@ -13,6 +13,7 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from tests.bot.harness import BotShop, bot_shop
+from vpnshop.testing.telegram import CallbackQuery
 from vpnshop_bot.menu import MenuRegistry
 
 
@@ -32,7 +33,7 @@ async def test_banned_user_gets_one_message_and_nothing_happens(shop: BotShop) -
     assert "access to this shop has been blocked" in notice.text
     await alice.send("/start")
     query = await alice.press("🎁 Free trial", menu)
-    await alice.wait_until(lambda: query.answered, within=5)
+    await answered(query)
     assert sum("blocked" in t for t in alice.texts()) == 1
     cid = await shop.customer_id(alice.id)
     async with shop.app.deps.uow() as uow:
@@ -53,7 +54,7 @@ async def test_throttling_drops_updates_with_one_polite_message(database_url: st
             await alice.send("/start")
         await alice.wait_until(lambda: "Too many requests" in alice.last.text, within=5)
         query = await alice.press("🌐 Language", menu)
-        await alice.wait_until(lambda: query.answered, within=5)
+        await answered(query)
         assert sum("Too many requests" in t for t in alice.texts()) == 1
         assert sum("Welcome" in t for t in alice.texts()) == 3
         assert shop.metrics.dropped.labels("throttled")._value.get() == 5
@@ -69,7 +70,7 @@ async def test_required_channel_gate(database_url: str) -> None:
         assert "join our channel @vpnnews" in gate.text
         assert alice.button("Join the channel", gate).url == "https://t.me/vpnnews"
         query = await alice.press("Check", gate)
-        await alice.wait_until(lambda: query.answered, within=5)
+        await answered(query)
         assert "not joined" in (query.text or "")
         channel.members[alice.id] = "member"
         await alice.press("Check", gate)
@@ -84,6 +85,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) 
             return False
         await asyncio.sleep(0.02)
     return True
+
+
+async def answered(query: CallbackQuery) -> None:
+    """Wait until the bot has answered *query*."""
+    await asyncio.wait_for(query.done.wait(), 5)
 
 
 async def _not(check: Callable[[], Awaitable[bool]]) -> bool:
@@ -144,7 +150,7 @@ async def test_forged_and_foreign_callback_data_changes_nothing(shop: BotShop) -
     menu = await alice.reply()
     for data in ("lg:de", "cn:plan9", "n:" + "x" * 40):
         query = await alice.press_data(data, menu)
-        await alice.wait_until(lambda q=query: q.answered, within=5)  # type: ignore[misc]
+        await answered(query)
         assert query.text == "This button is out of date."
     async with shop.app.deps.uow() as uow:
         customer = await uow.customers.by_telegram_id(alice.id)
