@@ -71,8 +71,10 @@ async def bot_shop(
     link_wait: float = 3.0,
     notifier: Notifier | None = None,
     extra: Sequence[Setup] = (),
+    polling: bool = True,
 ) -> AsyncIterator[BotShop]:
-    """The shop with its bot polling the Telegram emulator (see the module docstring)."""
+    """The shop with its bot polling the Telegram emulator (see the module docstring);
+    with *polling* False the test runs the dispatcher itself."""
     async with TelegramEmulator(TOKEN) as tg, RemnawaveEmulator("3.3.2") as panel:
         settings = parse_settings(
             {
@@ -91,7 +93,13 @@ async def bot_shop(
             metrics = BotMetrics()
             dp = build_dispatcher(app, metrics=metrics, link_wait=link_wait, extra=extra)
             bot = make_bot(tg.token, tg.api_url)
-            polling = asyncio.create_task(
+            if not polling:
+                try:
+                    yield BotShop(app, tg, panel, dp, bot, clock, metrics)
+                finally:
+                    await bot.session.close()
+                return
+            task = asyncio.create_task(
                 dp.start_polling(
                     bot,
                     allowed_updates=allowed_updates(dp),
@@ -103,7 +111,7 @@ async def bot_shop(
             try:
                 yield BotShop(app, tg, panel, dp, bot, clock, metrics)
             finally:
-                if not polling.done():
+                if not task.done():
                     await dp.stop_polling()
-                await polling
+                await task
                 await bot.session.close()
