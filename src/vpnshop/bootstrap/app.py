@@ -20,6 +20,7 @@ from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps
 from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
+from vpnshop.services.links import ReadyLink
 from vpnshop.services.outbox import OutboxWorker
 from vpnshop.services.panel import ApplySubscription
 from vpnshop.services.panel_events import HandlePanelEvent
@@ -72,3 +73,4 @@ class App:
     settle_stats: BatchStats | None = None
     notifier: Notifier | None = None
     journeys: CustomerJourneys | None = None  # what the bot's customer journeys call
+    ready_link: ReadyLink | None = None  # the link after an activation, now or via the outbox

@@ -119,6 +119,19 @@ def remnawave_settings(p: PanelSettings) -> RemnawaveSettings:
     )
 
 
+async def open_notifier(settings: Settings, stack: AsyncExitStack) -> Notifier | None:
+    """The Telegram notifier when the bot token is set (the outbox's notifications go
+    through it), talking to ``VPNSHOP_BOT_API_URL``; closed by *stack*."""
+    if settings.bot_token is None:
+        return None
+    from vpnshop.adapters.telegram import BotApiClient, BotApiSettings, TelegramNotifier
+
+    client = BotApiClient(BotApiSettings(settings.bot_token.get(), base_url=settings.bot.api_url))
+    await client.start()
+    stack.push_async_callback(client.close)
+    return TelegramNotifier(client)
+
+
 @asynccontextmanager
 async def bootstrap(
     settings: Settings,
@@ -132,11 +145,12 @@ async def bootstrap(
     migrate: bool = True,
     on_panel_call: Callable[[str], None] | None = None,
 ) -> AsyncIterator[App]:
-    """Open what *settings* configure, wire the App, close everything on exit. *panel*
-    and *gateways* may be given (tests, the demo); otherwise they are built from
-    *settings* when configured (gateways: see ``vpnshop.gateways.build_gateways``; pass
-    ``gateways={}`` for none). *on_panel_call* hears the outcome of each HTTP call the
-    built panel makes (the process's metrics)."""
+    """Open what *settings* configure, wire the App, close everything on exit. *panel*,
+    *gateways* and *notifier* may be given (tests, the demo); otherwise they are built
+    from *settings* when configured (gateways: see ``vpnshop.gateways.build_gateways``;
+    pass ``gateways={}`` for none; the notifier: Telegram's, when the bot token is set).
+    *on_panel_call* hears the outcome of each HTTP call the built panel makes (the
+    process's metrics)."""
     async with AsyncExitStack() as stack:
         engine = open_engine(settings.database_url, stack)
         if migrate:
@@ -145,6 +159,8 @@ async def bootstrap(
         clock = clock or SystemClock()
         if panel is None and settings.panel is not None:
             panel = await open_panel(settings.panel, stack, clock, on_panel_call)
+        if notifier is None:
+            notifier = await open_notifier(settings, stack)
         if gateways is None:
             from vpnshop.gateways import build_gateways
 

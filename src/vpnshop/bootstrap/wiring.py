@@ -27,11 +27,14 @@ from vpnshop.services.customers import RegisterCustomer
 from vpnshop.services.deps import Deps, no_kick
 from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
+from vpnshop.services.links import ReadyLink
+from vpnshop.services.notifications import SendNotifications
 from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
 from vpnshop.services.panel_events import HandlePanelEvent
 from vpnshop.services.plans import ListPlans, LoadPlans
 from vpnshop.services.refunds import RecheckPending, RefundPayment
+from vpnshop.services.settings import MarkReachable
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
 
 PANEL_WEBHOOK_WINDOW = timedelta(minutes=5)  # how old a signed panel webhook may be
@@ -68,6 +71,22 @@ def panel_webhook_verifier(settings: Settings, clock: Clock) -> PanelWebhookVeri
     )
 
 
+def notifications(
+    settings: Settings, deps: Deps, notifier: Notifier, *, links_expected: bool
+) -> SendNotifications:
+    """The outbox's notification handlers, rendering with ``vpnshop.i18n``."""
+    from vpnshop.i18n.notices import render_notice
+
+    return SendNotifications(
+        deps,
+        notifier,
+        render_notice,
+        MarkReachable(deps),
+        admin_ids=settings.admin_ids,
+        links_expected=links_expected,
+    )
+
+
 def wire(
     settings: Settings,
     *,
@@ -96,6 +115,10 @@ def wire(
     handlers: dict[str, JobHandler] = {}
     if apply is not None:
         handlers[JobKind.APPLY_SUBSCRIPTION] = apply.handle
+    if notifier is not None:
+        notices = notifications(settings, deps, notifier, links_expected=panel is not None)
+        handlers[JobKind.NOTIFY_CUSTOMER] = notices.customer
+        handlers[JobKind.NOTIFY_ADMINS] = notices.admins
     confirm = ConfirmPayment(deps, referral_policy(settings), settler=storage.settler)
     register = RegisterCustomer(deps)
     trial = trial_settings(settings)
@@ -131,4 +154,5 @@ def wire(
         journeys=CustomerJourneys.build(
             deps, panel, register=register, trial=trial, policy=confirm.referral
         ),
+        ready_link=ReadyLink(deps, apply),
     )

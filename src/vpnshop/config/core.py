@@ -15,6 +15,7 @@ from typing import Final
 
 import attrs
 
+from vpnshop.config.bot import BotSettings, read_bot
 from vpnshop.config.envfile import read_env_file
 from vpnshop.config.providers import ProviderSettings, parse_providers
 from vpnshop.config.reader import (
@@ -83,6 +84,7 @@ class Settings:
     referral_bonus_days_referee: int = 0
     providers: Mapping[str, ProviderSettings] = attrs.field(factory=dict)
     sentry_dsn: Secret | None = None
+    bot: BotSettings = attrs.field(factory=BotSettings)
     disabled: Mapping[str, str] = attrs.field(factory=dict)  # part -> why it is off
     # VPNSHOP_ variables nobody reads, each with the closest known name, if any.
     unknown: tuple[tuple[str, str | None], ...] = ()
@@ -177,6 +179,8 @@ def _read(r: Reader) -> Settings:
         r.problem("BOT_TOKEN", "does not look like a bot token (123:ABC...)")
     if bot_token is None:
         disabled["bot"] = "VPNSHOP_BOT_TOKEN is not set"
+    public_url = r.get("PUBLIC_URL", url(("https", "http")), None)
+    bot = read_bot(r, public_url=public_url, token_set=bot_token is not None)
     settings = Settings(
         database_url=database_url,
         log_level=r.get("LOG_LEVEL", choice("debug", "info", "warning", "error"), "info"),
@@ -184,7 +188,7 @@ def _read(r: Reader) -> Settings:
         default_currency=default_currency,
         bot_token=bot_token,
         admin_ids=r.get("ADMIN_IDS", int_list, ()),
-        public_url=r.get("PUBLIC_URL", url(("https", "http")), None),
+        public_url=public_url,
         webhooks_host=r.get("WEBHOOKS_HOST", str, "127.0.0.1"),
         webhooks_port=r.get("WEBHOOKS_PORT", integer(0, 65535), 8080),
         trusted_proxies=r.get("TRUSTED_PROXIES", networks, ()),
@@ -201,6 +205,7 @@ def _read(r: Reader) -> Settings:
         referral_bonus_days_referee=r.get("REFERRAL_BONUS_DAYS_REFEREE", integer(0, 365), 0),
         providers=providers,
         sentry_dsn=r.secret("SENTRY_DSN"),
+        bot=bot,
         disabled=disabled,
     )
     return settings
