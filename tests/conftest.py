@@ -25,6 +25,7 @@ from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
 from vpnshop.bootstrap import Storage, open_engine, open_storage
 from vpnshop.testing.pgcluster import PostgresCluster, PostgresUnavailableError
+from vpnshop.testing.redisserver import RedisServer, RedisUnavailableError
 
 BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -55,6 +56,39 @@ def pg_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def _redis_required() -> bool:
+    return bool(os.environ.get("CI")) or os.environ.get("VPNSHOP_REQUIRE_REDIS") == "1"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One throwaway redis-server for the session (skipped where Redis is not installed,
+    except under CI or VPNSHOP_REQUIRE_REDIS=1, where that fails)."""
+    try:
+        server = RedisServer().start()
+    except RedisUnavailableError as e:
+        if _redis_required():
+            pytest.fail(f"Redis is required here but unavailable: {e}")
+        pytest.skip(f"Redis unavailable: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A Redis database of the throwaway server, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -31,7 +31,7 @@ from vpnshop.testing.telegram import TelegramEmulator, TgUser
 from vpnshop_bot.dispatcher import allowed_updates, build_dispatcher
 from vpnshop_bot.features import Setup
 from vpnshop_bot.metrics import BotMetrics
-from vpnshop_bot.serve import make_bot
+from vpnshop_bot.serve import make_bot, open_shared
 
 TOKEN = "123456:AAH-emulatorTokenForVpnshopBotTests_0123"
 
@@ -88,10 +88,23 @@ async def bot_shop(
             }
         )
         clock = FakeClock(datetime.now(UTC))
-        async with bootstrap(settings, clock=clock, gateways={}, notifier=notifier) as app:
+        async with (
+            AsyncExitStack() as stack,
+            bootstrap(settings, clock=clock, gateways={}, notifier=notifier) as app,
+        ):
             await app.load_plans(load_plans_file(EXAMPLE), actor=Actor.system("test"))
             metrics = BotMetrics()
-            dp = build_dispatcher(app, metrics=metrics, link_wait=link_wait, extra=extra)
+            # As serve() does: throttling and FSM state in Redis when VPNSHOP_REDIS_URL is set.
+            limiter, storage = await open_shared(settings.bot, stack)
+            dp = build_dispatcher(
+                app,
+                settings.bot,
+                limiter=limiter,
+                storage=storage,
+                metrics=metrics,
+                link_wait=link_wait,
+                extra=extra,
+            )
             bot = make_bot(tg.token, tg.api_url)
             if not polling:
                 try:
