@@ -17,6 +17,7 @@ import attrs
 
 from vpnshop.config.envfile import read_env_file
 from vpnshop.config.providers import ProviderSettings, parse_providers
+from vpnshop.config.scheduler import SchedulerSettings, read_scheduler
 from vpnshop.config.reader import (
     ConfigError,
     Reader,
@@ -83,6 +84,7 @@ class Settings:
     referral_bonus_days_referee: int = 0
     providers: Mapping[str, ProviderSettings] = attrs.field(factory=dict)
     sentry_dsn: Secret | None = None
+    scheduler: SchedulerSettings = attrs.field(factory=SchedulerSettings)
     disabled: Mapping[str, str] = attrs.field(factory=dict)  # part -> why it is off
     # VPNSHOP_ variables nobody reads, each with the closest known name, if any.
     unknown: tuple[tuple[str, str | None], ...] = ()
@@ -201,6 +203,7 @@ def _read(r: Reader) -> Settings:
         referral_bonus_days_referee=r.get("REFERRAL_BONUS_DAYS_REFEREE", integer(0, 365), 0),
         providers=providers,
         sentry_dsn=r.secret("SENTRY_DSN"),
+        scheduler=read_scheduler(r),
         disabled=disabled,
     )
     return settings
