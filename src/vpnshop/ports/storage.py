@@ -354,6 +354,44 @@ class OutboxRepository(Protocol):
 
     async def parked(self, limit: int = 50) -> list[OutboxJob]: ...
 
+    async def renew(self, job_ids: Sequence[int], lease_until: datetime) -> None:
+        """Extend the lease of pending jobs this worker still runs (a crashed worker's
+        leases lapse within one short lease; a live one's never do)."""
+        ...
+
+    async def listing(self, status: str | None = None, limit: int = 50) -> list[OutboxJob]:
+        """The newest jobs, optionally only those with *status*."""
+        ...
+
+    async def requeue(self, job_id: int, now: datetime) -> bool:
+        """Make a parked job due now with a fresh count of attempts; False if the job
+        does not exist or is not parked."""
+        ...
+
+    async def requeue_parked(self, now: datetime) -> int:
+        """Requeue every parked job; returns how many."""
+        ...
+
+
+class LeaseRepository(Protocol):
+    """Lease rows: one per singleton periodic job, so that one replica at a time runs
+    it and its interval holds across replicas."""
+
+    async def acquire(
+        self, name: str, holder: str, now: datetime, until: datetime, ran_before: datetime
+    ) -> bool:
+        """Atomic. Take *name* for *holder* until *until* if nobody holds it (or the
+        lease lapsed) and it last ran at or before *ran_before*."""
+        ...
+
+    async def renew(self, name: str, holder: str, until: datetime) -> bool:
+        """Extend *holder*'s lease; False if it lost the lease meanwhile."""
+        ...
+
+    async def release(self, name: str, holder: str, ran_at: datetime | None) -> None:
+        """Give the lease up, recording that the job ran at *ran_at* (None: did not)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     @property
@@ -394,6 +432,9 @@ class UnitOfWork(Protocol):
 
     @property
     def panel_users(self) -> PanelUserRepository: ...
+
+    @property
+    def leases(self) -> LeaseRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -258,6 +258,15 @@ outbox = sa.Table(
     sa.Index("ix_outbox_status_due_at", "status", "due_at"),
 )
 
+scheduler_leases = sa.Table(  # one row per singleton periodic job (migration 0005)
+    "scheduler_leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("holder", sa.String(80)),
+    sa.Column("locked_until", UtcDateTime),
+    sa.Column("last_run_at", UtcDateTime),
+)
+
 panel_users = sa.Table(  # the cached view of each subscription's panel user (webhooks)
     "panel_users",
     metadata,
