@@ -117,7 +117,7 @@ class PeriodicRunner:
     async def run(self, stop: asyncio.Event) -> None:
         loops = [asyncio.create_task(self._loop(job, stop)) for job in self.registry]
         try:
-            await asyncio.gather(*loops)
+            await asyncio.gather(*loops, stop.wait())
         finally:
             for task in loops:
                 task.cancel()
