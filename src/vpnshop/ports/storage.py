@@ -167,6 +167,10 @@ class SubscriptionRepository(Protocol):
 
     async def expiring_between(self, start: datetime, end: datetime) -> list[Subscription]: ...
 
+    async def page(self, after_id: int = 0, limit: int = 500) -> list[Subscription]:
+        """Subscriptions with an id above *after_id*, by id (keyset paging over all)."""
+        ...
+
     async def set_auto_renew(self, subscription_id: int, auto_renew: bool) -> bool:
         """Touches only that flag (a concurrent extension keeps its days); True when it
         changed."""
@@ -191,6 +195,11 @@ class OrderRepository(Protocol):
     async def add(self, order: Order) -> None: ...
 
     async def get(self, order_id: str) -> Order | None: ...
+
+    async def delete_abandoned(self, cutoff: datetime, limit: int = 1000) -> int:
+        """Delete up to *limit* orders created before *cutoff* that nothing refers to (no
+        payment, hold or promo redemption); returns how many."""
+        ...
 
 
 class PaymentRepository(Protocol):

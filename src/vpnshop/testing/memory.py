@@ -397,6 +397,13 @@ class _Subscriptions(_Repo):
         subs = [x for x in self._s.subscriptions.values() if x.customer_id == customer_id]
         return sorted(subs, key=lambda x: x.id or 0, reverse=True)
 
+    async def page(self, after_id: int = 0, limit: int = 500) -> list[Subscription]:
+        found = sorted(
+            (x for x in self._s.subscriptions.values() if (x.id or 0) > after_id),
+            key=lambda x: x.id or 0,
+        )
+        return found[:limit]
+
     async def update(self, subscription: Subscription) -> None:
         s = self._s
         if subscription.id is not None and subscription.id in s.subscriptions:
@@ -457,6 +464,19 @@ class _Orders(_Repo):
 
     async def get(self, order_id: str) -> Order | None:
         return self._s.orders.get(order_id)
+
+    async def delete_abandoned(self, cutoff: datetime, limit: int = 1000) -> int:
+        s = self._s
+        used = {p.order_id for p in s.payments.values()} | {h.order_id for h in s.holds.values()}
+        used |= {r.order_id for r in s.redemptions if r.order_id}
+        gone = [
+            o.id
+            for o in s.orders.values()
+            if o.id not in used and o.created_at is not None and o.created_at < cutoff
+        ][:limit]
+        for order_id in gone:
+            del s.orders[order_id]
+        return len(gone)
 
 
 class _Payments(_Repo):

@@ -1,4 +1,4 @@
-"""scheduler: lease rows of singleton periodic jobs
+"""scheduler: lease rows of singleton periodic jobs; indexes for the order cleanup
 
 Revision ID: 0005
 Revises: 0004
@@ -26,7 +26,12 @@ def upgrade() -> None:
         sa.Column("locked_until", sa.DateTime(timezone=True)),
         sa.Column("last_run_at", sa.DateTime(timezone=True)),
     )
+    # The abandoned-order cleanup looks orders up by age and by what refers to them.
+    op.create_index("ix_orders_created_at", "orders", ["created_at"])
+    op.create_index("ix_holds_order_id", "holds", ["order_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_holds_order_id", table_name="holds")
+    op.drop_index("ix_orders_created_at", table_name="orders")
     op.drop_table("scheduler_leases")
