@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import DomainError, NotFoundError, ValidationError
-from vpnshop.domain.outbox import OutboxJob, backoff
+from vpnshop.domain.outbox import JobStatus, OutboxJob, backoff
 from vpnshop.ports.notifier import RecipientUnreachableError, RetryLaterError
 from vpnshop.ports.panel import PanelInvalidError, PanelNotOwnedError
-from vpnshop.services.deps import Deps
+from vpnshop.services.deps import Deps, record
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +166,37 @@ class OutboxWorker:
             else:
                 await uow.outbox.complete(job_id)
             await uow.commit()
+
+
+@attrs.frozen
+class OutboxAdmin:
+    """What an operator does with the outbox: look at jobs, retry parked ones."""
+
+    deps: Deps
+
+    async def jobs(self, *, parked_only: bool = False, limit: int = 50) -> list[OutboxJob]:
+        async with self.deps.uow() as uow:
+            status = JobStatus.PARKED.value if parked_only else None
+            return await uow.outbox.listing(status, limit)
+
+    async def retry(self, job_id: int, actor: Actor) -> bool:
+        """Make parked job *job_id* due now with fresh attempts; False if it is not
+        parked (or does not exist)."""
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            if not await uow.outbox.requeue(job_id, now):
+                return False
+            await record(uow, now, actor, "outbox.retry", f"outbox:{job_id}")
+            await uow.commit()
+        self.deps.kick()
+        return True
+
+    async def retry_all_parked(self, actor: Actor) -> int:
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            n = await uow.outbox.requeue_parked(now)
+            if n:
+                await record(uow, now, actor, "outbox.retry_all", "outbox", jobs=n)
+            await uow.commit()
+        self.deps.kick()
+        return n
