@@ -171,7 +171,8 @@ async def test_a_running_jobs_lease_is_renewed_and_a_dead_ones_lapses(shop: Shop
         await release.wait()
 
     lease = timedelta(seconds=0.3)
-    holder = DrainLoop(OutboxWorker(shop.deps, {"probe": hold}, lease=lease), interval=0.05)
+    worker = OutboxWorker(shop.deps, {"probe": hold}, lease=lease)
+    holder = DrainLoop(worker, concurrency=1, interval=0.05)  # busy: claims nothing more
     other = OutboxWorker(shop.deps, {"probe": hold}, lease=lease)
     stop = asyncio.Event()
     task = asyncio.create_task(holder.run(stop))

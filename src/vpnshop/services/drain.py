@@ -105,6 +105,8 @@ class DrainLoop:
 
     def _start(self, job: OutboxJob) -> None:
         assert job.id is not None
+        if job.id in self._running:  # our lease lapsed (renewal failed) and we took it back
+            return
         task = asyncio.create_task(self._run(job), name=f"vpnshop-outbox-{job.id}")
         self._running[job.id] = task
 
