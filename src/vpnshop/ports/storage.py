@@ -368,8 +368,10 @@ class OutboxRepository(Protocol):
         leases lapse within one short lease; a live one's never do)."""
         ...
 
-    async def listing(self, status: str | None = None, limit: int = 50) -> list[OutboxJob]:
-        """The newest jobs, optionally only those with *status*."""
+    async def listing(
+        self, status: str | None = None, limit: int = 50, kind: str | None = None
+    ) -> list[OutboxJob]:
+        """The newest jobs, optionally only those with *status* and of *kind*."""
         ...
 
     async def requeue(self, job_id: int, now: datetime) -> bool:

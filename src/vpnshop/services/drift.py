@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from vpnshop.domain.outbox import JobKind
+from vpnshop.domain.outbox import JobKind, JobStatus
 from vpnshop.domain.panel import PanelStatus, PanelUser
 from vpnshop.domain.subscription import Subscription
 from vpnshop.ports.panel import VpnPanel
@@ -24,6 +24,7 @@ from vpnshop.services.deps import Deps, enqueue
 log = logging.getLogger(__name__)
 
 PAGE = 500  # panel users per request (the API allows up to 1000)
+QUEUED_LIMIT = 100_000  # pending apply jobs looked at (beyond that, a few extra applies)
 SLACK = timedelta(seconds=2)  # expiry differences below this are rounding, not drift
 
 
@@ -81,6 +82,7 @@ class CheckPanelDrift:
 
     async def __call__(self) -> DriftReport:
         owned, foreign, total = await self._panel_users()
+        queued = await self._queued()
         now = self.deps.now()
         stamp = now.strftime("%Y%m%dT%H%M%S")
         seen_keys: set[str] = set()
@@ -96,6 +98,8 @@ class CheckPanelDrift:
             for sub in page:
                 assert sub.id is not None
                 subs += 1
+                if sub.id in queued:  # an apply is on its way: not drift, just not done yet
+                    continue
                 why = drift_of(sub, owned, foreign, now)
                 if sub.panel_key is not None:
                     seen_keys.add(sub.panel_key)
@@ -133,6 +137,15 @@ class CheckPanelDrift:
         return DriftReport(
             subs, total, missing, differing, enqueued, not_owned, orphans, len(foreign)
         )
+
+    async def _queued(self) -> set[int]:
+        """Subscriptions with an apply job still pending."""
+        async with self.deps.uow() as uow:
+            jobs = await uow.outbox.listing(
+                JobStatus.PENDING.value, QUEUED_LIMIT, kind=JobKind.APPLY_SUBSCRIPTION.value
+            )
+        found = (j.payload.get("subscription_id") for j in jobs)
+        return {sub_id for sub_id in found if isinstance(sub_id, int)}
 
     async def _panel_users(self) -> tuple[dict[str, PanelUser], set[str], int]:
         """The shop's users by key, the keys of everyone else's, and the total."""

@@ -822,8 +822,14 @@ class _Outbox(_Repo):
             if job is not None and job.status is JobStatus.PENDING:
                 s.outbox[job_id] = attrs.evolve(job, locked_until=lease_until)
 
-    async def listing(self, status: str | None = None, limit: int = 50) -> list[OutboxJob]:
-        found = [j for j in self._s.outbox.values() if status is None or j.status == status]
+    async def listing(
+        self, status: str | None = None, limit: int = 50, kind: str | None = None
+    ) -> list[OutboxJob]:
+        found = [
+            j
+            for j in self._s.outbox.values()
+            if (status is None or j.status == status) and (kind is None or j.kind == kind)
+        ]
         found.sort(key=lambda j: j.id or 0, reverse=True)
         return found[:limit]
 

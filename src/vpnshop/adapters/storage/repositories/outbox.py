@@ -122,10 +122,14 @@ class SqlOutbox(_Repo):
             .values(locked_until=lease_until)
         )
 
-    async def listing(self, status: str | None = None, limit: int = 50) -> list[OutboxJob]:
+    async def listing(
+        self, status: str | None = None, limit: int = 50, kind: str | None = None
+    ) -> list[OutboxJob]:
         stmt = sa.select(t.outbox).order_by(t.outbox.c.id.desc()).limit(limit)
         if status is not None:
             stmt = stmt.where(t.outbox.c.status == status)
+        if kind is not None:
+            stmt = stmt.where(t.outbox.c.kind == kind)
         return [_job(r) for r in await self._all(stmt)]
 
     async def requeue(self, job_id: int, now: datetime) -> bool:
