@@ -30,6 +30,7 @@ from vpnshop.domain.actor import Actor
 from vpnshop.domain.money import RUB, Money
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.plan import GIB, Plan
+from vpnshop.services.drift import CheckPanelDrift
 from vpnshop.testing.cryptopay import CryptoPayEmulator
 from vpnshop.testing.fakes import FakeClock
 from vpnshop.testing.remnawave import RemnawaveEmulator
@@ -296,3 +297,28 @@ async def test_a_panel_failing_half_the_calls_gets_every_subscription(
         assert await all_applied(app)
         users = shop_users(emu)
         assert len(users) == 20 == len(set(users))
+
+
+async def test_drift_with_the_real_adapter_repairs_only_the_shops_users(
+    database_url: str,
+) -> None:
+    """Through the Remnawave adapter: a matching panel reports no drift; an expiry
+    changed on the panel is re-applied; a user without the shop's tag is left alone."""
+    async with shop_env(database_url) as e:
+        app, emu = e.shop.app, e.shop.emu
+        await buy_many(e.shop, 3)
+        await app.outbox.drain(max_rounds=10)
+        assert app.panel is not None
+        drift = CheckPanelDrift(app.deps, app.panel, TAG)
+        clean = await drift()
+        assert (clean.subscriptions, clean.enqueued, clean.orphans) == (3, 0, ())
+        [first, *_] = sorted(u.id for u in emu.users_by_id.values())
+        expiry = emu.user(first)["expireAt"]
+        emu.set_expire_at(first, datetime.now(UTC) + timedelta(days=400))
+        stranger = emu.add_user("not_ours", expire_at=datetime.now(UTC) + timedelta(days=1))
+        report = await drift()
+        assert (report.differing, report.enqueued, report.foreign) == (1, 1, 1)
+        await app.outbox.drain(max_rounds=10)
+        assert emu.user(first)["expireAt"] == expiry
+        assert emu.user(stranger["id"])["username"] == "not_ours"
+        assert (await drift()).enqueued == 0
