@@ -161,6 +161,33 @@ async def test_drain_runs_jobs_concurrently_within_the_bound(shop: Shop) -> None
     assert loop.stats.done == 30
 
 
+async def test_a_kick_drains_at_once_and_stop_finishes_the_jobs_in_hand(shop: Shop) -> None:
+    """A commit's kick starts its jobs without waiting for the poll, and stopping the
+    loop lets a running job finish and record its outcome."""
+    started, release, done = asyncio.Event(), asyncio.Event(), []
+
+    async def probe(job: OutboxJob) -> None:
+        started.set()
+        await release.wait()
+        done.append(job.id)
+
+    loop = DrainLoop(OutboxWorker(shop.deps, {"probe": probe}), interval=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    await asyncio.sleep(0.05)  # the loop's first look found nothing; now it sleeps
+    await _enqueue(shop, 1)
+    loop.kick()
+    await asyncio.wait_for(started.wait(), 2)  # long before the hour-long poll
+    stop.set()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # waiting for the job in hand
+    release.set()
+    await asyncio.wait_for(task, 5)
+    async with shop.uow() as uow:
+        job = await uow.outbox.get(done[0])
+    assert job is not None and job.status is JobStatus.DONE
+
+
 async def test_a_running_jobs_lease_is_renewed_and_a_dead_ones_lapses(shop: Shop) -> None:
     """While a job runs its short lease is renewed, so nobody else claims it; once its
     holder stops renewing, another worker takes it over after one lease."""
