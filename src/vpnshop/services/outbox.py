@@ -85,9 +85,20 @@ class OutboxWorker:
             await uow.outbox.renew(job_ids, self.deps.now() + self.lease)
             await uow.commit()
 
-    async def run_job(self, job: OutboxJob) -> RunReport:
-        """Run one claimed job and record its outcome (done, retry or parked)."""
-        return await self._run(job, RunReport())
+    async def run_job(self, job: OutboxJob, *, record_done: bool = True) -> RunReport:
+        """Run one claimed job and record its outcome (done, retry or parked). With
+        *record_done* False a success is left for the caller to record in a batch
+        (:meth:`complete`); until then the job stays leased."""
+        return await self._run(job, RunReport(), record_done=record_done)
+
+    async def complete(self, job_ids: Sequence[int]) -> None:
+        """Record jobs as done, in one transaction."""
+        if not job_ids:
+            return
+        async with self.deps.uow() as uow:
+            for job_id in job_ids:
+                await uow.outbox.complete(job_id)
+            await uow.commit()
 
     async def run_once(self) -> RunReport:
         """Claim one batch and run its jobs concurrently."""
@@ -111,7 +122,9 @@ class OutboxWorker:
                 break
         return total
 
-    async def _run(self, job: OutboxJob, report: RunReport) -> RunReport:
+    async def _run(
+        self, job: OutboxJob, report: RunReport, *, record_done: bool = True
+    ) -> RunReport:
         assert job.id is not None
         handler = self.handlers[job.kind]
         try:
@@ -147,7 +160,8 @@ class OutboxWorker:
             )
             await self._finish(job.id, retry_at=self.deps.now() + delay, error=error)
             return attrs.evolve(report, retried=report.retried + 1)
-        await self._finish(job.id)
+        if record_done:
+            await self._finish(job.id)
         return attrs.evolve(report, done=report.done + 1)
 
     async def _finish(
