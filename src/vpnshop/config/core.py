@@ -30,6 +30,7 @@ from vpnshop.config.reader import (
     url,
     uuids,
 )
+from vpnshop.config.scheduler import SchedulerSettings, read_scheduler
 from vpnshop.domain.errors import ValidationError
 from vpnshop.domain.panel import SHOP_TAG_PATTERN, check_username_template
 
@@ -85,6 +86,7 @@ class Settings:
     providers: Mapping[str, ProviderSettings] = attrs.field(factory=dict)
     sentry_dsn: Secret | None = None
     bot: BotSettings = attrs.field(factory=BotSettings)
+    scheduler: SchedulerSettings = attrs.field(factory=SchedulerSettings)
     disabled: Mapping[str, str] = attrs.field(factory=dict)  # part -> why it is off
     # VPNSHOP_ variables nobody reads, each with the closest known name, if any.
     unknown: tuple[tuple[str, str | None], ...] = ()
@@ -206,6 +208,7 @@ def _read(r: Reader) -> Settings:
         providers=providers,
         sentry_dsn=r.secret("SENTRY_DSN"),
         bot=bot,
+        scheduler=read_scheduler(r),
         disabled=disabled,
     )
     return settings

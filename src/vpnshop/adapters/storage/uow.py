@@ -14,6 +14,7 @@ from vpnshop.adapters.storage.repositories import (
     SqlAudit,
     SqlCustomers,
     SqlHolds,
+    SqlLeases,
     SqlLedger,
     SqlOrders,
     SqlOutbox,
@@ -53,6 +54,7 @@ class SqlAlchemyUnitOfWork:
     audit: SqlAudit
     outbox: SqlOutbox
     panel_users: SqlPanelUsers
+    leases: SqlLeases
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -78,6 +80,7 @@ class SqlAlchemyUnitOfWork:
         self.audit = SqlAudit(conn)
         self.outbox = SqlOutbox(conn)
         self.panel_users = SqlPanelUsers(conn)
+        self.leases = SqlLeases(conn)
         return self
 
     async def __aexit__(

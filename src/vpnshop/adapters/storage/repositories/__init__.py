@@ -9,6 +9,7 @@ statement here (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, ``UPDATE ... WH
 
 from vpnshop.adapters.storage.repositories.audit import SqlAudit
 from vpnshop.adapters.storage.repositories.customers import SqlCustomers
+from vpnshop.adapters.storage.repositories.leases import SqlLeases
 from vpnshop.adapters.storage.repositories.ledger import SqlHolds, SqlLedger
 from vpnshop.adapters.storage.repositories.orders import SqlOrders
 from vpnshop.adapters.storage.repositories.outbox import SqlOutbox
@@ -26,6 +27,7 @@ __all__ = [
     "SqlAudit",
     "SqlCustomers",
     "SqlHolds",
+    "SqlLeases",
     "SqlLedger",
     "SqlOrders",
     "SqlOutbox",

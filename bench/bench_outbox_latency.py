@@ -1,0 +1,301 @@
+"""Outbox latency under load: payment committed -> panel user created, on PostgreSQL.
+
+R confirmed payments per second for S seconds (default 100/s for 60 s) are delivered as
+genuinely signed Crypto Pay ``invoice_paid`` webhooks, open loop (one every 1/R s, not
+waiting for answers), to ``vpnshop run webhooks`` in its own process, configured with the
+panel (the Remnawave emulator in this process) so that it drains its own outbox: each
+commit wakes its drain loop at once, jobs run concurrently. For every payment it measures
+the time from the webhook's answer (the payment is committed before the server answers)
+to the moment the panel emulator finished creating that customer's user, and prints p50
+and p99 next to the floor: the emulator's own answer time for the same calls (a panel
+update cannot be faster than the panel answers), with the ratios. Targets: p50 < 1 s and
+p99 < 3 s.
+
+PostgreSQL runs with production's durability settings (bench/_durable.py); the settings
+it ran with are printed. Bounded: R x S deliveries and a wall-clock deadline.
+
+Hook for "and message in the chat" (once the notification handler exists): pass the
+Telegram emulator's settings in ``server_env`` and record the time each customer's
+message arrives in ``Timings.chat``; :func:`report` prints that column when it is filled.
+
+    python bench/bench_outbox_latency.py [--rate 100] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import aiohttp
+import attrs
+from _durable import durable_cluster, print_settings  # bench/ is the script's directory
+from aiohttp import web
+
+from vpnshop.adapters.storage.engine import create_engine
+from vpnshop.adapters.storage.migrate import upgrade
+from vpnshop.bootstrap import bootstrap
+from vpnshop.config import parse_settings
+from vpnshop.domain.actor import Actor
+from vpnshop.domain.money import RUB, Money
+from vpnshop.domain.plan import GIB, Plan
+from vpnshop.testing.cryptopay import CryptoPayEmulator
+from vpnshop.testing.pgcluster import PostgresUnavailableError
+from vpnshop.testing.remnawave import RemnawaveEmulator
+
+DEADLINE_SECONDS = 420.0
+DRAIN_GRACE = 60.0  # seconds after the last delivery for the panel to catch up
+TARGET_P50, TARGET_P99 = 1.0, 3.0
+T = TypeVar("T")
+
+
+@attrs.define
+class Timings:
+    committed: dict[int, float] = attrs.Factory(dict)  # telegram id -> webhook answered
+    panel: dict[int, float] = attrs.Factory(dict)  # telegram id -> panel user created
+    chat: dict[int, float] = attrs.Factory(dict)  # the hook: telegram id -> message seen
+    panel_answers: list[float] = attrs.Factory(list)  # the emulator's own answer times
+
+
+class TimedPanel(RemnawaveEmulator):
+    """The emulator, timing its own answers and when each customer's user was created."""
+
+    timings: Timings
+
+    async def _entry(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await super()._entry(request)
+        done = time.perf_counter()
+        self.timings.panel_answers.append(done - started)
+        if request.method == "POST" and request.path == "/api/users" and response.status < 300:
+            body = json.loads(await request.read())  # aiohttp keeps the body read once
+            if isinstance(body.get("telegramId"), int):
+                self.timings.panel.setdefault(body["telegramId"], done)
+        return response
+
+
+async def gather_bounded(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    results: list[Any] = [None] * len(jobs)
+    queue = iter(enumerate(jobs))
+
+    async def worker() -> None:
+        for i, job in queue:
+            results[i] = await job()
+
+    await asyncio.gather(*(worker() for _ in range(limit)))
+    return results
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def webhooks_process(stack: AsyncExitStack, env: dict[str, str]) -> str:
+    """``vpnshop run webhooks`` in its own process; returns its base URL."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("VPNSHOP_")}
+    full.update(env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vpnshop.cli",
+        "run",
+        "webhooks",
+        env=full,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+    pumping: list[asyncio.Task[None]] = []
+
+    async def stop() -> None:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await asyncio.gather(*pumping)
+
+    stack.push_async_callback(stop)
+    assert proc.stdout is not None
+    async with asyncio.timeout(60):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError("the webhook server exited before it listened")
+            if "webhooks listening on " in line:
+                url = line.split("webhooks listening on ", 1)[1].split(";")[0].strip()
+                break
+
+    async def pump() -> None:  # keep reading, so that its log never blocks it
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            if b"ERROR" in line or b"Traceback" in line:
+                sys.stdout.write("   server: " + line.decode())
+
+    pumping.append(asyncio.create_task(pump()))
+    return url
+
+
+async def run(url: str, rate: float, seconds: float) -> None:
+    n = int(rate * seconds)
+    timings = Timings()
+    async with AsyncExitStack() as stack:
+        panel = TimedPanel("3.3.2")
+        panel.timings = timings
+        await stack.enter_async_context(panel)
+        cp = await stack.enter_async_context(CryptoPayEmulator())
+        env = {
+            "VPNSHOP_DATABASE_URL": url,
+            "VPNSHOP_CRYPTOPAY_TOKEN": cp.token,
+            "VPNSHOP_CRYPTOPAY_API_URL": cp.base_url,
+            "VPNSHOP_PANEL_URL": panel.base_url,
+            "VPNSHOP_PANEL_TOKEN": panel.token,
+            "VPNSHOP_WEBHOOKS_PORT": "0",
+            "VPNSHOP_LOG_LEVEL": "info",  # the server says where it listens at info
+        }
+        app = await stack.enter_async_context(bootstrap(parse_settings(env)))
+        assert app.engine is not None
+        await print_settings(app.engine)
+        plan = Plan(
+            code="month",
+            names={"en": "Month"},
+            duration_days=30,
+            prices={"RUB": Money(19900, RUB)},
+            traffic_limit_bytes=50 * GIB,
+            device_limit=3,
+            squads=(panel.default_squad_uuid,),
+        )
+        await app.load_plans([plan], actor=Actor.system("bench"))
+
+        async def prepare(i: int) -> tuple[int, bytes, dict[str, str]]:
+            telegram_id = 700_000_000 + i
+            customer, _ = await app.register_customer(telegram_id)
+            assert customer.id is not None
+            link = await app.start_checkout(customer.id, "cryptopay", plan_code="month")
+            async with app.deps.uow() as uow:
+                payment = await uow.payments.get(link.payment_id)
+            assert payment is not None
+            assert payment.external_id is not None
+            cp.mark_paid(payment.external_id)
+            body, headers = cp.notification_body(payment.external_id)
+            return telegram_id, body, headers
+
+        t0 = time.perf_counter()
+        deliveries = await gather_bounded([functools.partial(prepare, i) for i in range(n)], 16)
+        print(f"   prepared {n} pending payments in {time.perf_counter() - t0:.1f}s")
+        base = await webhooks_process(stack, env)
+        print(f"   webhook server (its own process, draining its own outbox): {base}")
+
+        failures = 0
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def deliver(telegram_id: int, body: bytes, headers: dict[str, str]) -> None:
+                nonlocal failures
+                async with http.post(f"{base}/webhooks/cryptopay", data=body, headers=headers) as r:
+                    await r.read()
+                    if r.status == 200:
+                        timings.committed[telegram_id] = time.perf_counter()
+                    else:
+                        failures += 1
+
+            tasks = []
+            start = time.perf_counter()
+            for i, (telegram_id, body, headers) in enumerate(deliveries):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(deliver(telegram_id, body, headers)))
+            await asyncio.gather(*tasks)
+            sent = time.perf_counter() - start
+        print(f"   delivered {n} webhooks in {sent:.1f}s ({n / sent:.0f}/s); {failures} not 200")
+        waited = time.perf_counter()
+        while len(timings.panel) < len(timings.committed):
+            if time.perf_counter() - waited > DRAIN_GRACE:
+                break
+            await asyncio.sleep(0.1)
+        report(timings)
+
+
+def report(t: Timings) -> None:
+    latencies = [t.panel[k] - t.committed[k] for k in t.committed if k in t.panel]
+    missing = len(t.committed) - len(latencies)
+    floor50, floor99 = pct(t.panel_answers, 0.5), pct(t.panel_answers, 0.99)
+    p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
+    print(f"   panel users created for {len(latencies)} of {len(t.committed)} payments")
+    print(
+        f"   committed -> panel user  p50 {p50 * 1000:8.1f} ms  p99 {p99 * 1000:8.1f} ms"
+        f"  max {max(latencies, default=0) * 1000:8.1f} ms"
+    )
+    print(
+        f"   floor: the panel emulator's answer ({len(t.panel_answers)} calls)"
+        f"  p50 {floor50 * 1000:8.1f} ms  p99 {floor99 * 1000:8.1f} ms"
+    )
+    print(f"   ratio to the floor: p50 {p50 / floor50:.1f}x  p99 {p99 / floor99:.1f}x")
+    if t.chat:  # the hook: filled once the notification handler delivers messages
+        chat = [t.chat[k] - t.committed[k] for k in t.committed if k in t.chat]
+        print(
+            f"   committed -> message in the chat  p50 {pct(chat, 0.5) * 1000:8.1f} ms"
+            f"  p99 {pct(chat, 0.99) * 1000:8.1f} ms"
+        )
+    holds = p50 < TARGET_P50 and p99 < TARGET_P99 and missing == 0
+    print(
+        f"   target p50 < {TARGET_P50:.0f} s and p99 < {TARGET_P99:.0f} s, none missing: "
+        + ("HOLDS" if holds else "DOES NOT HOLD")
+    )
+    if latencies:
+        print(f"   mean {statistics.fmean(latencies) * 1000:.1f} ms")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=100.0, help="payments per second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    print(f"== outbox latency: {args.rate:.0f} payments/s for {args.seconds:.0f} s, PostgreSQL")
+
+    async def everything() -> None:
+        try:
+            cluster = durable_cluster().start()
+        except PostgresUnavailableError as exc:
+            print(f"   PostgreSQL skipped: {exc}")
+            return
+        try:
+            cluster.create_database("bench")
+            url = cluster.sqlalchemy_url("bench")
+            engine = create_engine(url)
+            try:
+                await upgrade(engine)
+            finally:
+                await engine.dispose()
+            await run(url, args.rate, args.seconds)
+        finally:
+            cluster.stop()
+
+    try:
+        await asyncio.wait_for(everything(), timeout=DEADLINE_SECONDS)
+    except TimeoutError:
+        print(f"\nstopped by a timeout (the whole run is bounded by {DEADLINE_SECONDS:.0f} s)")
+
+
+if __name__ == "__main__":
+    from vpnshop.cli import run_async  # uvloop, as the server uses
+
+    async def _main() -> int:
+        await main()
+        return 0
+
+    run_async(_main())
