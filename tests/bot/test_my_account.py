@@ -125,11 +125,13 @@ async def test_device_list_and_remove(shop: BotShop) -> None:
     listing = await alice.reply()
     assert "iPhone iOS" in listing.text
     assert "PC Linux" in listing.text
+    stale = alice.button("Remove iPhone iOS").callback_data
+    assert stale is not None
     await alice.press("Remove iPhone iOS")
     after = await alice.reply()
     assert "device was removed" in after.text
     assert [d.hwid for d in shop.panel.record(key).devices] == ["hwid-alice-laptop-2"]
-    await alice.press("Remove iPhone iOS", listing)
+    await alice.press_data(stale, listing)
     assert "no longer in the list" in (await alice.reply()).text
     assert len(shop.panel.record(key).devices) == 1
 
@@ -162,6 +164,8 @@ async def test_foreign_subscription_callbacks_change_nothing(shop: BotShop) -> N
         answer = await bob.reply()
         assert "not found" in answer.text
         assert link not in answer.text
+        await bob.press("« Back")
+        await bob.reply()
     assert (await subscription(shop, alice.id))[2] == link
     async with shop.app.deps.uow() as uow:
         sub = await uow.subscriptions.get(sid)
@@ -258,26 +262,35 @@ async def test_promo_codes_each_kind_and_each_refusal(shop: BotShop) -> None:
     await alice.start()
     await alice.reply()
 
-    async def typed(code: str) -> str:
-        await alice.send(code)
-        return (await alice.reply()).text
+    async def typed(code: str, user: TgUser = alice) -> str:
+        await user.send(code)
+        return (await user.reply()).text
+
+    async def open_promo(user: TgUser = alice) -> None:
+        await user.press("« Back")
+        await user.reply()
+        await user.press("🎟 Promo code")
+        assert "Type your promo code" in (await user.reply()).text
 
     await alice.press("🎟 Promo code")
     assert "Type your promo code" in (await alice.reply()).text
     assert "not valid" in await typed("NOPE")
+    assert "not valid" in await typed("x" * 65)
     assert "expired" in await typed("old")
     assert "used up" in await typed("ONE")
     assert "activate the trial first" in await typed("TRIAL3")
     assert "50.00 RUB added to your balance" in await typed("CASH")
-    await alice.press("🎟 Promo code")
-    await alice.reply()
+    await open_promo()
     assert "already used" in await typed("CASH")
     assert "20% off" in await typed("OFF20")
-    await alice.press("🎟 Promo code")
-    await alice.reply()
-    assert "bonus days added" in await typed("DAYS7")
+    await open_promo()
+    assert "bonus days added, your subscription is active until" in await typed("DAYS7")
     await alice.press("« Back")
-    await alice.reply()
-    assert "no longer a trial" not in alice.last.text
-    await alice.send("TRIAL3")
-    assert "did not understand" in (await alice.reply()).text or "menu" in alice.last.text.lower()
+    menu = await alice.reply()
+    assert "Balance: 50.00 RUB" in menu.text
+    assert "Subscription active until" in menu.text
+    assert "Promo code" not in await typed("DAYS7")  # the state ended with the success
+    bob = await on_trial(shop, 1002, "Bob")
+    await bob.press("🎟 Promo code")
+    await bob.reply()
+    assert "free trial is extended until" in await typed("TRIAL3", bob)
