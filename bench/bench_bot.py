@@ -195,7 +195,7 @@ async def run(n: int, rounds: int, users: int, concurrency: int, workdir: Path) 
                 await floor_bot.session.close()
 
 
-async def measure(  # noqa: PLR0913
+async def measure(
     app: Any,
     tg: TelegramEmulator,
     panel: RemnawaveEmulator,

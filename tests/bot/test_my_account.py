@@ -94,7 +94,7 @@ async def test_revoke_asks_first_then_shows_the_new_link(shop: BotShop) -> None:
     """Revoking needs a confirmation; cancelling keeps the link, confirming gives a new one
     that the store and the panel agree on."""
     alice = await on_trial(shop)
-    sid, key, old = await subscription(shop, alice.id)
+    _, key, old = await subscription(shop, alice.id)
     await alice.press(MINE)
     await alice.reply()
     await alice.press("Revoke the link")
