@@ -225,6 +225,7 @@ async def measure(
         people.append(user)
     first = people[0]
     menu = (first.last.source or "", InlineKeyboardMarkup.model_validate(first.last.reply_markup))
+    mine = first.button(MINE).callback_data or ""
     await first.press(MINE)
     await product(take_update(tg))
     screen = first.last
@@ -245,8 +246,7 @@ async def measure(
         out = []
         for i in range(n):
             user = people[i % users]
-            menus = [m for m in user.bot_messages() if MINE in m.button_labels]
-            await user.press(MINE, menus[-1])
+            await user.press_data(mine, user.last)  # the menu button's own callback data
             out.append(take_update(tg))
         return out
 
