@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_database_url
+from vpnshop.adapters.clock import UlidIds
 from vpnshop.bootstrap.resources import open_engine, open_storage
 from vpnshop.domain.customer import Customer
 from vpnshop.ports.storage import StorageUnavailableError
@@ -27,9 +28,8 @@ async def test_reads_do_not_wait_for_the_writer(
     async with AsyncExitStack() as stack:
         storage = open_storage(open_engine(url, stack), stack)
         assert storage.read_uow is not None
-        deps = Deps(
-            uow=storage, clock=FakeClock(datetime.now(UTC)), ids=None, read=storage.read_uow
-        )  # type: ignore[arg-type]
+        clock = FakeClock(datetime.now(UTC))
+        deps = Deps(uow=storage, clock=clock, ids=UlidIds(), read=storage.read_uow)
         async with deps.uow() as writer:
             await writer.customers.get_or_add(
                 Customer(id=None, telegram_id=42, language="en", created_at=datetime.now(UTC))
