@@ -11,7 +11,19 @@ from collections.abc import Callable
 
 from aiogram import Router
 
-from vpnshop_bot.features import connect, home, language, membership, start, support, trial
+from vpnshop_bot.features import (
+    balance,
+    connect,
+    home,
+    language,
+    membership,
+    promo,
+    referral,
+    start,
+    subscription,
+    support,
+    trial,
+)
 from vpnshop_bot.menu import MenuRegistry
 
 Setup = Callable[[MenuRegistry], Router]
@@ -20,6 +32,10 @@ FEATURES: tuple[Setup, ...] = (
     start.setup,
     home.setup,
     trial.setup,
+    subscription.setup,
+    balance.setup,
+    referral.setup,
+    promo.setup,
     language.setup,
     support.setup,
     connect.setup,
