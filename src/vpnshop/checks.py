@@ -59,6 +59,8 @@ def describe(settings: Settings) -> list[CheckLine]:
             "token set" if settings.bot_token else settings.disabled.get("bot", ""),
         )
     )
+    if settings.bot_token:
+        lines += describe_bot(settings)
     if settings.bot_token and not settings.admin_ids:
         lines.append(
             CheckLine("admins", "warn", "VPNSHOP_ADMIN_IDS is empty: nobody can use the admin menu")
@@ -78,6 +80,57 @@ def describe(settings: Settings) -> list[CheckLine]:
             )
         )
     return lines
+
+
+def describe_bot(settings: Settings) -> list[CheckLine]:
+    """The bot's mode, Bot API, throttling, required channel and support contact."""
+    b = settings.bot
+    lines = [CheckLine("bot api", "on", b.api_url)]
+    if b.mode == "webhook":
+        where = f"{settings.public_url}/tg/<VPNSHOP_BOT_WEBHOOK_PATH>"
+        listen = f"{b.webhook_host}:{b.webhook_port}"
+        lines.append(CheckLine("bot mode", "on", f"webhook: Telegram posts to {where}; {listen}"))
+    else:
+        lines.append(CheckLine("bot mode", "on", "long polling"))
+    shared = "in Redis (shared by replicas)" if b.redis_url else "in memory (one replica)"
+    limits = f"{b.throttle_customer}/min customers, {b.throttle_admin}/min admins, {shared}"
+    lines.append(CheckLine("throttling", "on", limits))
+    if b.required_channel:
+        detail = f"{b.required_channel} (the bot must be an admin there)"
+        lines.append(CheckLine("required channel", "on", detail))
+    if not (b.support_url or b.support_username):
+        lines.append(
+            CheckLine(
+                "support",
+                "warn",
+                "VPNSHOP_SUPPORT_URL and VPNSHOP_SUPPORT_USERNAME are not set: "
+                "customers are told support is unavailable",
+            )
+        )
+    return lines
+
+
+async def reach_bot(settings: Settings) -> list[CheckLine]:
+    """Whether the Bot API at ``VPNSHOP_BOT_API_URL`` accepts the token (getMe)."""
+    if settings.bot_token is None:
+        return []
+    from vpnshop.adapters.telegram import (
+        BotApiClient,
+        BotApiError,
+        BotApiSettings,
+        BotApiUnavailableError,
+    )
+
+    api = BotApiSettings(settings.bot_token.get(), base_url=settings.bot.api_url, timeout=10)
+    try:
+        async with BotApiClient(api) as client:
+            me = await client.call("getMe", {})
+    except BotApiError as e:
+        why = "the token is wrong or revoked" if e.error_code == 401 else e.description
+        return [CheckLine("bot api", "FAIL", f"{settings.bot.api_url}: {e.error_code} {why}")]
+    except BotApiUnavailableError as e:
+        return [CheckLine("bot api", "FAIL", f"{settings.bot.api_url}: no answer ({e})")]
+    return [CheckLine("bot api", "ok", f"the token is @{me.get('username')}'s")]
 
 
 async def reach_database(settings: Settings) -> CheckLine:
@@ -120,7 +173,11 @@ async def reach_database(settings: Settings) -> CheckLine:
 
 
 async def reach_all(settings: Settings) -> list[CheckLine]:
-    return [await reach_database(settings), *await reach_panel(settings)]
+    return [
+        await reach_database(settings),
+        *await reach_panel(settings),
+        *await reach_bot(settings),
+    ]
 
 
 async def run_checks(settings: Settings, *, reach: bool, out: TextIO) -> int:
