@@ -190,14 +190,14 @@ class PayQuote:
     ) -> Payment:
         if not nonce.isalnum() or len(nonce) > 16:
             raise ValidationError("a malformed confirmation")
+        order_id = f"bq{customer_id}-{nonce}"
+        async with self.buy.deps.uow() as uow:  # a repeated tap, after the first one paid
+            if await uow.orders.get(order_id) is not None:
+                raise AlreadyPaidError(f"order {order_id} exists")
         _, method = await self._checked(customer_id, plan_code, subscription_id, BALANCE, cur, tag)
         try:
             return await self.pay_from_balance(
-                customer_id,
-                plan_code,
-                method.amount.currency,
-                actor=actor,
-                order_id=f"bq{customer_id}-{nonce}",
+                customer_id, plan_code, method.amount.currency, actor=actor, order_id=order_id
             )
         except ConflictError as e:  # a concurrent tap stored this order first
             raise AlreadyPaidError(str(e)) from None
