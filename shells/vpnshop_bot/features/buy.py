@@ -64,7 +64,8 @@ def quote_text(tr: Translator, quote: Quote) -> str:
 async def refused(query: CallbackQuery, tr: Translator, error: Exception) -> None:
     """The clear message for a stale, forged or foreign button; nothing was changed."""
     if isinstance(error, StaleQuoteError):
-        key = f"buy.stale.{error.reason}"
+        reason = error.reason
+        key = f"buy.stale.{reason}"
     elif isinstance(error, ForeignObjectError | NotFoundError):
         key = "buy.foreign"
     elif isinstance(error, AlreadyPaidError):

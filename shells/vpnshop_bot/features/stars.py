@@ -39,7 +39,8 @@ def setup(menu: MenuRegistry) -> Router:
         log.warning(
             "stars pre-checkout %s by user %s refused: %s", query.id, query.from_user.id, refusal
         )
-        await query.answer(ok=False, error_message=tr(f"stars.refused.{refusal.value}"))
+        reason = refusal.value
+        await query.answer(ok=False, error_message=tr(f"stars.refused.{reason}"))
 
     @router.message(F.successful_payment | F.refunded_payment)
     async def paid(message: Message, app: App, tr: Translator) -> None:

@@ -36,7 +36,8 @@ class TopupForm(StatesGroup):
 
 
 def amount_problem(tr: Translator, error: TopupAmountError) -> str:
-    return tr(f"topup.bad.{error.problem.value}", limit=str(error.limit or ""))
+    problem = error.problem.value
+    return tr(f"topup.bad.{problem}", limit=str(error.limit or ""))
 
 
 def setup(menu: MenuRegistry) -> Router:

@@ -77,7 +77,8 @@ def plans_keyboard(tr: Translator, plans: Sequence[Plan], sub: int) -> InlineKey
 
 
 def method_label(tr: Translator, method: Method) -> str:
-    key = f"pay.method.{method.provider}"
+    provider = method.provider
+    key = f"pay.method.{provider}"
     return tr(
         key if key in _METHOD_KEYS else "pay.method.other",
         amount=str(method.amount),
@@ -86,7 +87,8 @@ def method_label(tr: Translator, method: Method) -> str:
 
 
 _METHOD_KEYS = frozenset(
-    f"pay.method.{p}" for p in ("balance", "stars", "yookassa", "cryptopay", "freekassa", "tribute")
+    f"pay.method.{name}"
+    for name in ("balance", "stars", "yookassa", "cryptopay", "freekassa", "tribute")
 )
 
 
