@@ -181,3 +181,31 @@ async def test_buy_menu_is_in_russian_for_russian_users(shop: MoneyShop) -> None
     plans = await ivan.reply()
     assert "1 месяц: 199.00 RUB / 130 XTR" in (plans.text or "")
     assert BUY not in plans.button_labels and MONTH not in plans.button_labels
+
+
+async def test_admin_refund_of_stars_goes_through_refund_star_payment(shop: MoneyShop) -> None:
+    """RefundPayment refunds a Stars payment with refundStarPayment for the payer and the
+    charge; Telegram's refunded_payment that follows changes nothing more."""
+    alice = await shop.started(1001)
+    await open_quote(alice)
+    await alice.press(STARS)
+    await alice.wait_until(lambda: any(m.invoice for m in alice.bot_messages()))
+    result = await alice.pay()
+    assert result.ok and result.charge_id is not None
+    await alice.wait_until(lambda: "Payment received" in (alice.last.text or ""))
+    [payment] = await shop.payments(alice.id)
+    refund = await shop.bot.app.refund_payment(payment.id, admin=Actor.admin(1), reason="asked")
+    assert not refund.to_balance
+    [call] = shop.bot.tg.calls_of("refundStarPayment")
+    assert call.params.integer("user_id") == alice.id
+    assert call.params.string("telegram_payment_charge_id") == result.charge_id
+    cid = await shop.bot.customer_id(alice.id)
+    async with shop.bot.app.deps.uow() as uow:
+        [after_refund] = await uow.subscriptions.for_customer(cid)
+    await alice.refunded(result.charge_id)
+    await asyncio.sleep(0.5)
+    async with shop.bot.app.deps.uow() as uow:
+        [sub] = await uow.subscriptions.for_customer(cid)
+    assert sub.expires_at == after_refund.expires_at
+    [payment] = await shop.payments(alice.id)
+    assert payment.status is PaymentStatus.REFUNDED
