@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.bot.harness import BotShop, bot_shop
+from vpnshop.domain.promo import PromoCode, PromoKind
 from vpnshop.testing.telegram import TgUser
 
 TRIAL = "🎁 Free trial"
@@ -165,3 +166,22 @@ async def test_how_to_connect_without_subscription(shop: BotShop) -> None:
     await alice.reply()
     await alice.press("iOS")
     assert "no active link yet" in (await alice.reply()).text
+
+
+async def test_start_with_promo_link_applies_it_once(shop: BotShop) -> None:
+    """promo_<code> applies a balance code (the menu shows the balance); the same link
+    again says the code was used."""
+    async with shop.app.deps.uow() as uow:
+        await uow.promos.add(
+            PromoCode(
+                "WELCOME50", PromoKind.BALANCE, 5000, currency="RUB", created_at=shop.clock.now()
+            )
+        )
+        await uow.commit()
+    alice = shop.user(1001, "Alice")
+    await alice.start("promo_WELCOME50")
+    answer = await alice.reply()
+    assert "Promo code <b>WELCOME50</b> applied." in answer.source
+    assert "Balance: 50.00 RUB" in answer.text
+    await alice.start("promo_WELCOME50")
+    assert "already been used" in (await alice.reply()).text

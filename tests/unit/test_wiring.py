@@ -105,7 +105,23 @@ def test_shells_are_found_through_their_entry_points() -> None:
 
 
 def test_a_shell_that_is_not_installed_is_refused(tmp_path: Path) -> None:
-    """`vpnshop run bot` (no bot shell registered) exits 2 and says it is not installed."""
+    """`vpnshop run scheduler` (no scheduler shell registered) exits 2 and says it is not
+    installed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vpnshop.cli", "run", "scheduler"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("VPNSHOP_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "vpnshop run scheduler: this shell is not installed" in done.stderr
+
+
+def test_run_bot_without_token_names_the_setting(tmp_path: Path) -> None:
+    """`vpnshop run bot` without VPNSHOP_BOT_TOKEN fails in one line naming it."""
     done = subprocess.run(
         [sys.executable, "-m", "vpnshop.cli", "run", "bot"],
         cwd=tmp_path,
@@ -115,8 +131,8 @@ def test_a_shell_that_is_not_installed_is_refused(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.returncode == 2
-    assert "vpnshop run bot: this shell is not installed" in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.strip() == "vpnshop: VPNSHOP_BOT_TOKEN: is not set: the bot needs its token"
 
 
 def test_the_library_imports_no_shell() -> None:

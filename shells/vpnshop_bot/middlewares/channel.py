@@ -22,6 +22,7 @@ from vpnshop_bot.middlewares._event import interactive
 from vpnshop_bot.middlewares.registration import Handler
 
 log = logging.getLogger(__name__)
+MAX_CACHED = 100_000  # users; expired entries are dropped when it is reached
 MEMBER_STATUSES = frozenset({"creator", "administrator", "member"})
 
 
@@ -43,7 +44,7 @@ class ChannelGateMiddleware(BaseMiddleware):
         ):
             return await handler(event, data)
         if await self._is_member(data["bot"], channel, uid):
-            self._members[uid] = time.monotonic() + self.ttl
+            self._remember(uid)
             return await handler(event, data)
         self.ctx.metrics.dropped.labels("channel").inc()
         tr: Translator = data["tr"]
@@ -56,6 +57,12 @@ class ChannelGateMiddleware(BaseMiddleware):
             uid, tr("channel.join", channel=channel), reply_markup=markup
         )
         return None
+
+    def _remember(self, uid: int) -> None:
+        now = time.monotonic()
+        if len(self._members) >= MAX_CACHED:
+            self._members = {u: t for u, t in self._members.items() if t > now}
+        self._members[uid] = now + self.ttl
 
     async def _is_member(self, bot: Bot, channel: str, uid: int) -> bool:
         try:
