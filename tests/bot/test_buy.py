@@ -162,3 +162,16 @@ async def test_tribute_offers_its_configured_link(shop: MoneyShop) -> None:
     await alice.press("💳 Tribute: 199.00 RUB")
     checkout = await alice.reply()
     assert checkout.buttons[0][0].url == shop.tribute.web_app_link("sMONTH")
+
+
+def test_longest_buttons_fit_in_64_bytes() -> None:
+    """With the longest plan code and a large subscription id, every money button's
+    callback data stays within Telegram's 64 bytes."""
+    from vpnshop_bot.keyboards.buy import BalanceOk, PayWith
+
+    plan, sub = "p" * 32, 9_999_999
+    for data in (
+        PayWith(plan=plan, sub=sub, p="freekassa", cur="RUB", tag="abcdef"),
+        BalanceOk(plan=plan, sub=sub, cur="RUB", tag="abcdef", n="0123abcd"),
+    ):
+        assert len(data.pack().encode()) <= 64

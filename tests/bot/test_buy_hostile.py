@@ -46,9 +46,9 @@ async def test_forged_tag_and_unknown_plan_change_nothing(shop: MoneyShop) -> No
     alice = await shop.started(1001)
     await shop.credit(alice.id, Money(50000, RUB))
     before = await shop.snapshot()
-    forged = PayWith(plan="month", sub=0, p="yookassa", cur="RUB", tag="00000000").pack()
+    forged = PayWith(plan="month", sub=0, p="yookassa", cur="RUB", tag="000000").pack()
     assert "price has changed" in await sent(alice, forged)
-    ok = BalanceOk(plan="month", sub=0, cur="RUB", tag="deadbeef", n="abc123").pack()
+    ok = BalanceOk(plan="month", sub=0, cur="RUB", tag="deadbe", n="abc123").pack()
     assert "price has changed" in await sent(alice, ok)
     assert "no longer on sale" in await sent(alice, Buy(plan="nosuch", sub=0).pack())
     assert await shop.snapshot() == before

@@ -102,7 +102,7 @@ async def test_stale_and_foreign_buttons_store_nothing(j: Journeys) -> None:
     good = quote_tag("month", MONTH, 0)
     with pytest.raises(StaleQuoteError) as stale:
         await pay.with_provider(
-            alice, plan_code="month", subscription_id=0, provider="fake", tag="00000000"
+            alice, plan_code="month", subscription_id=0, provider="fake", tag="000000"
         )
     assert stale.value.reason == "price"
     with pytest.raises(StaleQuoteError):

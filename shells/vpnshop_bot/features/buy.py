@@ -130,7 +130,7 @@ def setup(menu: MenuRegistry) -> Router:
             await refused(query, tr, InsufficientFundsError("the balance does not cover it"))
             return
         text = tr("buy.balance_confirm", name=q.plan.name(tr.language), amount=str(method.amount))
-        await show(query, text, balance_confirm(tr, d, secrets.token_hex(5)))
+        await show(query, text, balance_confirm(tr, d, secrets.token_hex(4)))
 
     @router.callback_query(BalanceOk.filter())
     async def pay_balance(

@@ -73,9 +73,10 @@ class Quote:
 
 
 def quote_tag(plan_code: str, amount: Money, discount_percent: int) -> str:
-    """A short fingerprint of one price of a quote (not the price: 8 hex digits)."""
+    """A short fingerprint of one price of a quote (not the price: 6 hex digits; it only
+    tells a stale screen from the current one, the server re-prices every time)."""
     raw = f"{plan_code}|{amount.minor}|{amount.currency.code}|{discount_percent}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return hashlib.sha256(raw.encode()).hexdigest()[:6]
 
 
 @attrs.frozen
