@@ -14,12 +14,15 @@ import pytest
 
 from tests.bot.money import BUY, MONTH, MoneyShop, money_shop
 from tests.bot.test_buy import open_quote
+from vpnshop.bootstrap import bootstrap
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.money import RUB, XTR, Money
 from vpnshop.domain.payment import PaymentStatus
 from vpnshop.plansfile import EXAMPLE, load_plans_file
 from vpnshop.testing.telegram import TgUser
+from vpnshop_bot.dispatcher import build_dispatcher
 from vpnshop_bot.keyboards.buy import BalanceOk, Buy, PayCheck, PayWith
+from vpnshop_bot.serve import make_bot
 
 STARS = "⭐ Telegram Stars: 130 XTR"
 
@@ -209,3 +212,49 @@ async def test_admin_refund_of_stars_goes_through_refund_star_payment(shop: Mone
     assert sub.expires_at == after_refund.expires_at
     [payment] = await shop.payments(alice.id)
     assert payment.status is PaymentStatus.REFUNDED
+
+
+async def test_two_replicas_receiving_the_same_payment_credit_once(shop: MoneyShop) -> None:
+    """The first delivery of a successful_payment, fed at once to two bot processes'
+    dispatchers (each its own App and database engine) five times each, extends the
+    plan once and thanks the customer once."""
+    alice = await shop.started(1001)
+    await open_quote(alice)
+    await alice.press(STARS)
+    await alice.wait_until(lambda: any(m.invoice for m in alice.bot_messages()))
+    invoice = [m for m in alice.bot_messages() if m.invoice][-1]
+    user = {"id": alice.id, "is_bot": False, "first_name": "Alice", "language_code": "en"}
+    update = {
+        "update_id": 10_000,
+        "message": {
+            "message_id": 999,
+            "date": int(shop.bot.clock.now().timestamp()),
+            "chat": {"id": alice.id, "type": "private", "first_name": "Alice"},
+            "from": user,
+            "successful_payment": {
+                "currency": "XTR",
+                "total_amount": 130,
+                "invoice_payload": invoice.invoice_payload,
+                "telegram_payment_charge_id": "stxTWOREPLICAS",
+                "provider_payment_charge_id": "",
+            },
+        },
+    }
+    async with bootstrap(shop.bot.app.settings, clock=shop.bot.clock) as other:
+        dps = [build_dispatcher(shop.bot.app), build_dispatcher(other)]
+        bot = make_bot(shop.bot.tg.token, shop.bot.tg.api_url)
+        try:
+            await asyncio.gather(
+                *(dp.feed_raw_update(bot, dict(update)) for dp in dps for _ in range(5))
+            )
+        finally:
+            await bot.session.close()
+    [payment] = await shop.payments(alice.id)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    assert payment.external_id == "stxTWOREPLICAS"
+    cid = await shop.bot.customer_id(alice.id)
+    async with shop.bot.app.deps.uow() as uow:
+        [sub] = await uow.subscriptions.for_customer(cid)
+    assert sub.expires_at == shop.bot.clock.now() + timedelta(days=30)
+    await alice.wait_until(lambda: "Payment received" in (alice.last.text or ""))
+    assert sum("Payment received" in t for t in alice.texts()) == 1
