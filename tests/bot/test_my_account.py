@@ -190,7 +190,8 @@ async def test_auto_renew_toggles_and_is_stored(shop: BotShop) -> None:
 
 
 async def test_balance_and_paged_history(shop: BotShop) -> None:
-    """The balance shows each currency; its history pages newest first, 10 a page."""
+    """The balance shows each currency; its history pages newest first, 10 a page; its
+    top-up button opens the top-up form."""
     alice = shop.user(1001)
     await alice.start()
     await alice.reply()
@@ -220,6 +221,10 @@ async def test_balance_and_paged_history(shop: BotShop) -> None:
     assert "Older »" not in second.button_labels
     await alice.press_data("bh:-3", second)
     assert "page 1" in (await alice.reply()).text
+    await alice.press("« Back")
+    assert "78.00 RUB" in (await alice.reply()).text
+    await alice.press("💳 Top up balance")  # the balance screen leads to the top-up form
+    assert "Another amount" in (await alice.reply()).button_labels
 
 
 async def test_referral_screen(shop: BotShop) -> None:

@@ -13,15 +13,18 @@ from aiogram import Router
 
 from vpnshop_bot.features import (
     balance,
+    buy,
     connect,
     home,
     language,
     membership,
     promo,
     referral,
+    stars,
     start,
     subscription,
     support,
+    topup,
     trial,
 )
 from vpnshop_bot.menu import MenuRegistry
@@ -40,4 +43,7 @@ FEATURES: tuple[Setup, ...] = (
     support.setup,
     connect.setup,
     membership.setup,
+    buy.setup,
+    topup.setup,
+    stars.setup,
 )

@@ -1,5 +1,5 @@
-"""The balance screen and its history pages. The top-up button is the top-up feature's
-(it registers it itself): this screen shows only what it owns."""
+"""The balance screen and its history pages. Its top-up button leads to the top-up
+feature's screen (``Nav(to="topup")``, which that feature handles)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from vpnshop.i18n import Translator
 from vpnshop.services.balance_history import HistoryPage
+from vpnshop_bot.callbacks import Nav
 from vpnshop_bot.keyboards.common import back_button
 
 
@@ -18,8 +19,9 @@ class History(CallbackData, prefix="bh"):
 
 
 def balance(tr: Translator) -> InlineKeyboardMarkup:
+    topup = InlineKeyboardButton(text=tr("btn.topup"), callback_data=Nav(to="topup").pack())
     history = InlineKeyboardButton(text=tr("btn.history"), callback_data=History(p=0).pack())
-    return InlineKeyboardMarkup(inline_keyboard=[[history], [back_button(tr)]])
+    return InlineKeyboardMarkup(inline_keyboard=[[topup, history], [back_button(tr)]])
 
 
 def history(tr: Translator, page: HistoryPage) -> InlineKeyboardMarkup:
