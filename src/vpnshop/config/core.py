@@ -17,7 +17,6 @@ import attrs
 
 from vpnshop.config.envfile import read_env_file
 from vpnshop.config.providers import ProviderSettings, parse_providers
-from vpnshop.config.scheduler import SchedulerSettings, read_scheduler
 from vpnshop.config.reader import (
     ConfigError,
     Reader,
@@ -30,6 +29,7 @@ from vpnshop.config.reader import (
     url,
     uuids,
 )
+from vpnshop.config.scheduler import SchedulerSettings, read_scheduler
 from vpnshop.domain.errors import ValidationError
 from vpnshop.domain.panel import SHOP_TAG_PATTERN, check_username_template
 

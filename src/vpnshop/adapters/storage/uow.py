@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vpnshop.adapters.storage import settle_pg
 from vpnshop.adapters.storage.repositories import (
     SqlAudit,
+    SqlBroadcasts,
+    SqlCursors,
     SqlCustomers,
     SqlHolds,
     SqlLedger,
@@ -53,6 +55,8 @@ class SqlAlchemyUnitOfWork:
     audit: SqlAudit
     outbox: SqlOutbox
     panel_users: SqlPanelUsers
+    cursors: SqlCursors
+    broadcasts: SqlBroadcasts
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -78,6 +82,8 @@ class SqlAlchemyUnitOfWork:
         self.audit = SqlAudit(conn)
         self.outbox = SqlOutbox(conn)
         self.panel_users = SqlPanelUsers(conn)
+        self.cursors = SqlCursors(conn)
+        self.broadcasts = SqlBroadcasts(conn)
         return self
 
     async def __aexit__(
