@@ -146,7 +146,7 @@ async def test_too_little_balance_tells_the_customer_once(shop: Shop) -> None:
     """Without enough balance nothing is charged and the customer is told once for the
     period, with a top-up button."""
     renew = RenewFromBalance(shop.deps, RUB, days_before=1)
-    cid, sid = await buy(shop, 111, 5, auto_renew=True)
+    cid, _ = await buy(shop, 111, 5, auto_renew=True)
     shop.clock.advance(timedelta(days=4, hours=1))
     assert (await renew()).low_balance == 1
     await renew()
@@ -167,7 +167,7 @@ async def test_too_little_balance_tells_the_customer_once(shop: Shop) -> None:
 async def test_auto_renewal_switched_off_is_not_charged(shop: Shop) -> None:
     """A subscription whose customer switched auto-renewal off is never charged."""
     renew = RenewFromBalance(shop.deps, RUB, days_before=1)
-    cid, sid = await buy(shop, 112, 5, auto_renew=False)
+    cid, _ = await buy(shop, 112, 5, auto_renew=False)
     await shop.credit(cid, Money(50000, RUB), kind=EntryKind.TOPUP, key="t112", actor=ADMIN)
     shop.clock.advance(timedelta(days=4, hours=1))
     assert (await renew()).renewed == 0
