@@ -89,7 +89,7 @@ class BroadcastStatusQuery:
         async with self.deps.uow() as uow:
             progress = await uow.broadcasts.progress(broadcast_id)
         if progress is None:
-            raise NotFoundError(f"broadcast {broadcast_id}")
+            raise NotFoundError(f"broadcast {broadcast_id} does not exist")
         return progress
 
     async def recent(self, limit: int = 20) -> list[BroadcastProgress]:
@@ -109,7 +109,7 @@ class CancelBroadcast:
         now = self.deps.now()
         async with self.deps.uow() as uow:
             if await uow.broadcasts.get(broadcast_id) is None:
-                raise NotFoundError(f"broadcast {broadcast_id}")
+                raise NotFoundError(f"broadcast {broadcast_id} does not exist")
             if not await uow.broadcasts.set_status(
                 broadcast_id, BroadcastStatus.RUNNING, BroadcastStatus.CANCELLED, now
             ):
