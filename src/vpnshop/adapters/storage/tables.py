@@ -100,8 +100,6 @@ subscriptions = sa.Table(
     sa.Column("subscription_url", sa.String(512)),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    # The due-scans' keyset order: each run reads only the rows past its cursor.
-    sa.Index("ix_subscriptions_expires_at_id", "expires_at", "id"),
 )
 
 trials = sa.Table(  # one row per customer ever: the primary key is the "one trial" rule

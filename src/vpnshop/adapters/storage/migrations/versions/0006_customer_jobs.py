@@ -21,9 +21,6 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_subscriptions_expires_at_id", "subscriptions", ["expires_at", "id"], unique=False
-    )
     op.create_table(
         "job_cursors",
         sa.Column("name", sa.String(64), nullable=False),
@@ -77,4 +74,3 @@ def downgrade() -> None:
     op.drop_table("broadcast_recipients")
     op.drop_table("broadcasts")
     op.drop_table("job_cursors")
-    op.drop_index("ix_subscriptions_expires_at_id", table_name="subscriptions")
