@@ -137,7 +137,7 @@ def _generate(
                      "RUB", "succeeded", 0, paid_at, paid_at)
                 )  # fmt: skip
         if rng.random() < 0.3:  # a balance: topped up, as the ledger says
-            amount = rng.randrange(100, 200) * 100
+            amount = rng.randrange(1, 40) * 5000  # 50 to 1950 RUB
             rows.ledger.append(
                 (start.ledger + i, cid, amount, "RUB", "topup", f"demo:topup:{cid}",
                  "system:demo-data", f"demo_t{cid}", created)
