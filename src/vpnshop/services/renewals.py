@@ -28,6 +28,7 @@ from vpnshop.ports.storage_jobs import DueSubscription, ScanCursor
 from vpnshop.services.balance_payments import BALANCE
 from vpnshop.services.deps import Deps, enqueue
 from vpnshop.services.ledger import capture_hold, hold_funds
+from vpnshop.services.recurring import saved_method, start_saved_method_renewal
 from vpnshop.services.settlement import effects_for, settle
 
 SCAN = "renew:balance"
@@ -42,6 +43,7 @@ def renewal_order_id(subscription_id: int, expires_at: datetime) -> str:
 @attrs.frozen
 class RenewalReport:
     renewed: int = 0
+    charging: int = 0  # a saved payment method is being charged
     low_balance: int = 0
     skipped: int = 0
 
@@ -54,6 +56,8 @@ class RenewFromBalance:
     currency: Currency
     days_before: int = 1
     max_lateness: timedelta = timedelta(days=1)
+    # When the balance is short, charge the method saved at this provider (YooKassa).
+    saved_method_provider: str | None = None
 
     async def __call__(self) -> RenewalReport:
         report = RenewalReport()
@@ -105,6 +109,21 @@ class RenewFromBalance:
         if plan is None or price is None:
             return "skipped"
         balance = await uow.ledger.balance(sub.customer_id, self.currency)
+        method = None
+        if balance < price and self.saved_method_provider is not None:
+            method = await saved_method(uow, sub.customer_id, self.saved_method_provider)
+        if method is not None and self.saved_method_provider is not None:
+            await start_saved_method_renewal(
+                uow,
+                customer_id=sub.customer_id,
+                plan=plan,
+                price=price,
+                order_id=order_id,
+                provider=self.saved_method_provider,
+                method_id=method,
+                now=now,
+            )
+            return "charging"
         if balance < price:
             await enqueue(
                 uow,
