@@ -29,7 +29,7 @@ from aiohttp import web
 from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import Settings, SettingUnusableError
 from vpnshop.logs import quiet_client_errors
-from vpnshop.ports.storage import StorageUnavailableError
+from vpnshop.services.drain import DrainLoop
 from vpnshop_webhooks.app import create_app
 from vpnshop_webhooks.deadlines import WebhookRunner
 from vpnshop_webhooks.metrics import WebhookMetrics
@@ -43,39 +43,24 @@ HEADER_TIMEOUT = 5.0  # defaults of the settings of the same names
 KEEPALIVE_TIMEOUT = 15.0
 
 
-async def outbox_loop(app: App, wake: asyncio.Event, interval: float = OUTBOX_INTERVAL) -> None:
-    """Run ``app.outbox.run_once()`` when *wake* is set, or every *interval* seconds."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=interval)
-        wake.clear()
-        try:
-            report = await app.outbox.run_once()
-        except StorageUnavailableError as exc:
-            log.warning("outbox: database unavailable: %s", exc)
-            continue
-        except Exception:
-            log.exception("outbox: run failed")
-            continue
-        if report.total >= app.outbox.batch:
-            wake.set()  # a full batch: more may be due right now
-
-
 def outbox_context(
     app: App, wake: asyncio.Event, interval: float = OUTBOX_INTERVAL
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A ``cleanup_ctx`` entry that owns the outbox loop task for the server's lifetime."""
+    """A ``cleanup_ctx`` entry that owns the library's outbox drain loop for the server's
+    lifetime; on the way out the jobs in hand finish."""
 
     async def ctx(_: web.Application) -> AsyncIterator[None]:
-        if not app.outbox.handlers:
-            log.info("outbox: no job handlers in this process (no panel configured)")
-            yield
-            return
-        task = asyncio.create_task(outbox_loop(app, wake, interval), name="vpnshop-outbox")
+        stop = asyncio.Event()
+        loop = DrainLoop(
+            app.outbox,
+            wake=wake,
+            concurrency=app.settings.scheduler.outbox_concurrency,
+            interval=interval,
+        )
+        task = asyncio.create_task(loop.run(stop), name="vpnshop-outbox")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        await task
 
     return ctx
 

@@ -122,6 +122,45 @@ async def cmd_panel_check(args: argparse.Namespace, settings: Settings) -> int:
     return await panel_report(settings, out=sys.stdout)
 
 
+async def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.bootstrap import bootstrap
+    from vpnshop.services.outbox import OutboxAdmin
+
+    async with bootstrap(settings) as app:
+        jobs = await OutboxAdmin(app.deps).jobs(parked_only=args.parked, limit=args.limit)
+    if not jobs:
+        print("no parked outbox jobs" if args.parked else "the outbox is empty")
+    for j in jobs:
+        due = j.due_at.strftime("%Y-%m-%d %H:%M:%S")
+        payload = " ".join(f"{k}={v}" for k, v in sorted(j.payload.items()))
+        head = f"{j.id:>8} {j.status.value:<8} {j.kind:<20} attempts {j.attempts:<3}"
+        print(f"{head} due {due}  {payload}")
+        if j.last_error:
+            print(f"{'':>8} last error: {j.last_error.splitlines()[0][:200]}")
+    return 0
+
+
+async def cmd_outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.bootstrap import bootstrap
+    from vpnshop.domain.actor import Actor
+    from vpnshop.services.outbox import OutboxAdmin
+
+    actor = Actor.system("cli")
+    async with bootstrap(settings) as app:
+        admin = OutboxAdmin(app.deps)
+        if args.all_parked:
+            n = await admin.retry_all_parked(actor)
+            print(f"{n} parked job(s) due again")
+            return 0
+        if not await admin.retry(args.id, actor):
+            print(
+                f"vpnshop: outbox job {args.id} is not parked (or does not exist)", file=sys.stderr
+            )
+            return 1
+    print(f"outbox job {args.id} due again")
+    return 0
+
+
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from vpnshop.runner import run
 
@@ -224,6 +263,31 @@ def build_parser() -> argparse.ArgumentParser:
         "panel is not configured, cannot be reached or refuses the token.",
     )
     p.set_defaults(handler=cmd_panel_check)
+
+    outbox = sub.add_parser(
+        "outbox",
+        help="side effects waiting to run",
+        description="Outbox commands: the panel updates and messages committed work left "
+        "to do. A job that failed too often, or can never succeed as it is, is parked "
+        "with its reason.",
+    )
+    osub = outbox.add_subparsers(dest="outbox_command", metavar="COMMAND", required=True)
+    p = osub.add_parser(
+        "list", help="list outbox jobs, newest first", description="List outbox jobs, newest first."
+    )
+    p.add_argument("--parked", action="store_true", help="only parked jobs")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.set_defaults(handler=cmd_outbox_list, database=True)
+    p = osub.add_parser(
+        "retry",
+        help="make parked jobs due again",
+        description="Make a parked job (or every parked job) due now with a fresh count "
+        "of attempts; the running processes pick it up at their next poll.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the job's id (see `outbox list`)")
+    which.add_argument("--all-parked", action="store_true", help="every parked job")
+    p.set_defaults(handler=cmd_outbox_retry, database=True)
 
     ledger = sub.add_parser("ledger", help="money checks", description="Ledger commands.")
     lsub = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)

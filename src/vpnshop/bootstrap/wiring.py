@@ -119,7 +119,12 @@ def wire(
         load_plans=LoadPlans(deps),
         list_plans=ListPlans(deps),
         apply_subscription=apply,
-        outbox=OutboxWorker(deps, handlers),
+        outbox=OutboxWorker(
+            deps,
+            handlers,
+            lease=timedelta(seconds=settings.scheduler.outbox_lease),
+            max_attempts=settings.scheduler.outbox_max_attempts,
+        ),
         handle_panel_event=(
             HandlePanelEvent(deps, storage, naming, shop_tag=settings.panel.tag)
             if settings.panel is not None

@@ -105,6 +105,11 @@ class VpnPanel(Protocol):
         """Every panel user carrying this Telegram id (owned or not; read-only)."""
         ...
 
+    async def list_users(self, start: int = 0, size: int = 500) -> tuple[list[PanelUser], int]:
+        """One page of every panel user (owned or not; read-only) and the total count.
+        *size* is 1..1000; pages shift when users are added meanwhile."""
+        ...
+
     async def enable(self, key: str) -> PanelUser:
         """Enable the user. Idempotent: enabling an enabled user is not an error."""
         ...

@@ -168,6 +168,10 @@ class SubscriptionRepository(DueScanRepository, Protocol):
 
     async def expiring_between(self, start: datetime, end: datetime) -> list[Subscription]: ...
 
+    async def page(self, after_id: int = 0, limit: int = 500) -> list[Subscription]:
+        """Subscriptions with an id above *after_id*, by id (keyset paging over all)."""
+        ...
+
     async def set_auto_renew(self, subscription_id: int, auto_renew: bool) -> bool:
         """Touches only that flag (a concurrent extension keeps its days); True when it
         changed."""
@@ -192,6 +196,11 @@ class OrderRepository(Protocol):
     async def add(self, order: Order) -> None: ...
 
     async def get(self, order_id: str) -> Order | None: ...
+
+    async def delete_abandoned(self, cutoff: datetime, limit: int = 1000) -> int:
+        """Delete up to *limit* orders created before *cutoff* that nothing refers to (no
+        payment, hold or promo redemption); returns how many."""
+        ...
 
 
 class PaymentRepository(Protocol):
@@ -355,6 +364,44 @@ class OutboxRepository(Protocol):
 
     async def parked(self, limit: int = 50) -> list[OutboxJob]: ...
 
+    async def renew(self, job_ids: Sequence[int], lease_until: datetime) -> None:
+        """Extend the lease of pending jobs this worker still runs (a crashed worker's
+        leases lapse within one short lease; a live one's never do)."""
+        ...
+
+    async def listing(self, status: str | None = None, limit: int = 50) -> list[OutboxJob]:
+        """The newest jobs, optionally only those with *status*."""
+        ...
+
+    async def requeue(self, job_id: int, now: datetime) -> bool:
+        """Make a parked job due now with a fresh count of attempts; False if the job
+        does not exist or is not parked."""
+        ...
+
+    async def requeue_parked(self, now: datetime) -> int:
+        """Requeue every parked job; returns how many."""
+        ...
+
+
+class LeaseRepository(Protocol):
+    """Lease rows: one per singleton periodic job, so that one replica at a time runs
+    it and its interval holds across replicas."""
+
+    async def acquire(
+        self, name: str, holder: str, now: datetime, until: datetime, ran_before: datetime
+    ) -> bool:
+        """Atomic. Take *name* for *holder* until *until* if nobody holds it (or the
+        lease lapsed) and it last ran at or before *ran_before*."""
+        ...
+
+    async def renew(self, name: str, holder: str, until: datetime) -> bool:
+        """Extend *holder*'s lease; False if it lost the lease meanwhile."""
+        ...
+
+    async def release(self, name: str, holder: str, ran_at: datetime | None) -> None:
+        """Give the lease up, recording that the job ran at *ran_at* (None: did not)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     @property
@@ -401,6 +448,9 @@ class UnitOfWork(Protocol):
 
     @property
     def broadcasts(self) -> BroadcastRepository: ...
+
+    @property
+    def leases(self) -> LeaseRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -2,23 +2,26 @@
 
 A job is leased (so that other workers and replicas skip it), run, then completed,
 retried with exponential backoff and jitter, or parked with its reason when retrying
-cannot help. A crash mid-job only lets the lease expire: the job runs again, which is why
-every handler must be idempotent.
+cannot help. Leases are short and renewed while a job runs (``vpnshop.services.drain``),
+so a crash mid-job only delays the job by one lease: it runs again elsewhere, which is why
+every handler must be idempotent. The jobs of one claim run concurrently.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
 
+from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import DomainError, NotFoundError, ValidationError
-from vpnshop.domain.outbox import OutboxJob, backoff
+from vpnshop.domain.outbox import JobStatus, OutboxJob, backoff
 from vpnshop.ports.notifier import RecipientUnreachableError, RetryLaterError
 from vpnshop.ports.panel import PanelInvalidError, PanelNotOwnedError
-from vpnshop.services.deps import Deps
+from vpnshop.services.deps import Deps, record
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +61,43 @@ class OutboxWorker:
 
     deps: Deps
     handlers: Mapping[str, JobHandler]
-    lease: timedelta = timedelta(seconds=120)
-    batch: int = 20
+    # Short, because a live worker renews it while the job runs; a dead one's jobs are
+    # taken over once it lapses.
+    lease: timedelta = timedelta(seconds=10)
+    batch: int = 20  # jobs claimed (and run concurrently) by one run_once
     max_attempts: int = 25  # with 2**n backoff capped at 1 h: about a day of retries
 
-    async def run_once(self) -> RunReport:
-        if not self.handlers:  # nothing this process can run; leave the jobs to others
-            return RunReport()
+    async def claim(self, limit: int) -> list[OutboxJob]:
+        """Lease up to *limit* due jobs of the kinds this process can run."""
+        if not self.handlers or limit <= 0:  # nothing to run here; leave jobs to others
+            return []
         now = self.deps.now()
         async with self.deps.uow() as uow:
-            jobs = await uow.outbox.claim(
-                now, now + self.lease, self.batch, kinds=list(self.handlers)
-            )
+            jobs = await uow.outbox.claim(now, now + self.lease, limit, kinds=list(self.handlers))
             await uow.commit()
-        report = RunReport()
-        for job in jobs:
-            report = await self._run(job, report)
-        return report
+        return jobs
+
+    async def renew(self, job_ids: Sequence[int]) -> None:
+        """Extend the leases of the jobs this worker is running."""
+        if not job_ids:
+            return
+        async with self.deps.uow() as uow:
+            await uow.outbox.renew(job_ids, self.deps.now() + self.lease)
+            await uow.commit()
+
+    async def run_job(self, job: OutboxJob) -> RunReport:
+        """Run one claimed job and record its outcome (done, retry or parked)."""
+        return await self._run(job, RunReport())
+
+    async def run_once(self) -> RunReport:
+        """Claim one batch and run its jobs concurrently."""
+        jobs = await self.claim(self.batch)
+        reports = await asyncio.gather(*(self.run_job(job) for job in jobs))
+        return RunReport(
+            sum(r.done for r in reports),
+            sum(r.retried for r in reports),
+            sum(r.parked for r in reports),
+        )
 
     async def drain(self, max_rounds: int = 100) -> RunReport:
         """Run until nothing is due (or *max_rounds* batches); for tests and the CLI."""
@@ -143,3 +166,37 @@ class OutboxWorker:
             else:
                 await uow.outbox.complete(job_id)
             await uow.commit()
+
+
+@attrs.frozen
+class OutboxAdmin:
+    """What an operator does with the outbox: look at jobs, retry parked ones."""
+
+    deps: Deps
+
+    async def jobs(self, *, parked_only: bool = False, limit: int = 50) -> list[OutboxJob]:
+        async with self.deps.uow() as uow:
+            status = JobStatus.PARKED.value if parked_only else None
+            return await uow.outbox.listing(status, limit)
+
+    async def retry(self, job_id: int, actor: Actor) -> bool:
+        """Make parked job *job_id* due now with fresh attempts; False if it is not
+        parked (or does not exist)."""
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            if not await uow.outbox.requeue(job_id, now):
+                return False
+            await record(uow, now, actor, "outbox.retry", f"outbox:{job_id}")
+            await uow.commit()
+        self.deps.kick()
+        return True
+
+    async def retry_all_parked(self, actor: Actor) -> int:
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            n = await uow.outbox.requeue_parked(now)
+            if n:
+                await record(uow, now, actor, "outbox.retry_all", "outbox", jobs=n)
+            await uow.commit()
+        self.deps.kick()
+        return n

@@ -47,6 +47,7 @@ from vpnshop.ports.storage import (
     BalanceMismatch,
     CustomerRepository,
     HoldRepository,
+    LeaseRepository,
     LedgerRepository,
     OrderRepository,
     OutboxRepository,
@@ -116,6 +117,10 @@ class _State:
     broadcasts: dict[int, Broadcast] = field(default_factory=dict)
     # (broadcast, customer) -> (telegram id, status, error)
     recipients: dict[tuple[int, int], tuple[int, str, str | None]] = field(default_factory=dict)
+    # name -> (holder, locked_until, last_run_at): the scheduler's lease rows
+    leases: dict[str, tuple[str | None, datetime | None, datetime | None]] = field(
+        default_factory=dict
+    )
     # Sequences, like SERIAL columns (here they roll back with the transaction; a database
     # may skip numbers instead, which no caller may rely on either way).
     next_ids: dict[str, int] = field(default_factory=dict)
@@ -144,6 +149,7 @@ class _State:
             cursors=dict(self.cursors),
             broadcasts=dict(self.broadcasts),
             recipients=dict(self.recipients),
+            leases=dict(self.leases),
             next_ids=dict(self.next_ids),
         )
 
@@ -206,6 +212,7 @@ class MemoryUnitOfWork:
     panel_users: PanelUserRepository
     cursors: CursorRepository
     broadcasts: BroadcastRepository
+    leases: LeaseRepository
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -227,6 +234,7 @@ class MemoryUnitOfWork:
         self.panel_users = _PanelUsers(self)
         self.cursors = MemoryCursors(self)
         self.broadcasts = MemoryBroadcasts(self)
+        self.leases = _Leases(self)
 
     @property
     def state(self) -> _State:
@@ -408,6 +416,13 @@ class _Subscriptions(_Repo):
         subs = [x for x in self._s.subscriptions.values() if x.customer_id == customer_id]
         return sorted(subs, key=lambda x: x.id or 0, reverse=True)
 
+    async def page(self, after_id: int = 0, limit: int = 500) -> list[Subscription]:
+        found = sorted(
+            (x for x in self._s.subscriptions.values() if (x.id or 0) > after_id),
+            key=lambda x: x.id or 0,
+        )
+        return found[:limit]
+
     async def update(self, subscription: Subscription) -> None:
         s = self._s
         if subscription.id is not None and subscription.id in s.subscriptions:
@@ -478,6 +493,19 @@ class _Orders(_Repo):
 
     async def get(self, order_id: str) -> Order | None:
         return self._s.orders.get(order_id)
+
+    async def delete_abandoned(self, cutoff: datetime, limit: int = 1000) -> int:
+        s = self._s
+        used = {p.order_id for p in s.payments.values()} | {h.order_id for h in s.holds.values()}
+        used |= {r.order_id for r in s.redemptions if r.order_id}
+        gone = [
+            o.id
+            for o in s.orders.values()
+            if o.id not in used and o.created_at is not None and o.created_at < cutoff
+        ][:limit]
+        for order_id in gone:
+            del s.orders[order_id]
+        return len(gone)
 
 
 class _Payments(_Repo):
@@ -815,6 +843,58 @@ class _Outbox(_Repo):
         found = [j for j in self._s.outbox.values() if j.status is JobStatus.PARKED]
         found.sort(key=lambda j: j.id or 0, reverse=True)
         return found[:limit]
+
+    async def renew(self, job_ids: Sequence[int], lease_until: datetime) -> None:
+        s = self._s
+        for job_id in job_ids:
+            job = s.outbox.get(job_id)
+            if job is not None and job.status is JobStatus.PENDING:
+                s.outbox[job_id] = attrs.evolve(job, locked_until=lease_until)
+
+    async def listing(self, status: str | None = None, limit: int = 50) -> list[OutboxJob]:
+        found = [j for j in self._s.outbox.values() if status is None or j.status == status]
+        found.sort(key=lambda j: j.id or 0, reverse=True)
+        return found[:limit]
+
+    async def requeue(self, job_id: int, now: datetime) -> bool:
+        s = self._s
+        job = s.outbox.get(job_id)
+        if job is None or job.status is not JobStatus.PARKED:
+            return False
+        s.outbox[job_id] = attrs.evolve(
+            job, status=JobStatus.PENDING, due_at=now, attempts=0, locked_until=None
+        )
+        return True
+
+    async def requeue_parked(self, now: datetime) -> int:
+        parked = [j.id for j in self._s.outbox.values() if j.status is JobStatus.PARKED]
+        return sum([await self.requeue(i, now) for i in parked if i is not None])
+
+
+class _Leases(_Repo):
+    async def acquire(
+        self, name: str, holder: str, now: datetime, until: datetime, ran_before: datetime
+    ) -> bool:
+        s = self._s
+        _, locked, last = s.leases.get(name, (None, None, None))
+        if (locked is not None and locked > now) or (last is not None and last > ran_before):
+            return False
+        s.leases[name] = (holder, until, last)
+        return True
+
+    async def renew(self, name: str, holder: str, until: datetime) -> bool:
+        s = self._s
+        who, _, last = s.leases.get(name, (None, None, None))
+        if who != holder:
+            return False
+        s.leases[name] = (holder, until, last)
+        return True
+
+    async def release(self, name: str, holder: str, ran_at: datetime | None) -> None:
+        s = self._s
+        who, _, last = s.leases.get(name, (None, None, None))
+        if who == holder:
+            s.leases[name] = (None, None, ran_at if ran_at is not None else last)
 
 
 class _PanelUsers(_Repo):

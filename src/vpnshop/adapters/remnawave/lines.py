@@ -56,6 +56,12 @@ class ApiLine:
     async def find_by_telegram_id(self, telegram_id: int) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    async def list_users(self, start: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        """``GET /users?start=&size=``, the same on both lines."""
+        params = {"start": str(start), "size": str(size)}
+        raw = await self.client.request("GET", "/users", params=params)
+        return list(raw.get("users") or []), int(raw.get("total") or 0)
+
     # -- writes ---------------------------------------------------------------------
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.client.request("POST", "/users", json_body=body)  # type: ignore[no-any-return]

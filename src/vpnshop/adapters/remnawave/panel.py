@@ -376,6 +376,11 @@ class RemnawavePanel:
         line = await self._ensure_line()
         return [_user(raw) for raw in await line.find_by_telegram_id(telegram_id)]
 
+    async def list_users(self, start: int = 0, size: int = 500) -> tuple[list[PanelUser], int]:
+        line = await self._ensure_line()
+        users, total = await line.list_users(start, size)
+        return [_user(raw) for raw in users], total
+
     async def devices(self, key: str) -> list[PanelDevice]:
         line = await self._ensure_line()
         if not line.valid_key(key):

@@ -124,6 +124,7 @@ orders = sa.Table(
     sa.Column("discount_percent", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.CheckConstraint("amount_minor > 0", name="amount_positive"),
+    sa.Index("ix_orders_created_at", "created_at"),  # the abandoned-order cleanup (0005)
 )
 
 payments = sa.Table(
@@ -186,6 +187,7 @@ holds = sa.Table(
     sa.Column("order_id", sa.String(40), sa.ForeignKey("orders.id"), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_holds_order_id", "order_id"),  # (0005)
 )
 
 promo_codes = sa.Table(
@@ -256,6 +258,15 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_outbox_status_due_at", "status", "due_at"),
+)
+
+scheduler_leases = sa.Table(  # one row per singleton periodic job (migration 0005)
+    "scheduler_leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("holder", sa.String(80)),
+    sa.Column("locked_until", UtcDateTime),
+    sa.Column("last_run_at", UtcDateTime),
 )
 
 panel_users = sa.Table(  # the cached view of each subscription's panel user (webhooks)

@@ -16,6 +16,7 @@ from vpnshop.adapters.storage.repositories import (
     SqlCursors,
     SqlCustomers,
     SqlHolds,
+    SqlLeases,
     SqlLedger,
     SqlOrders,
     SqlOutbox,
@@ -57,6 +58,7 @@ class SqlAlchemyUnitOfWork:
     panel_users: SqlPanelUsers
     cursors: SqlCursors
     broadcasts: SqlBroadcasts
+    leases: SqlLeases
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -84,6 +86,7 @@ class SqlAlchemyUnitOfWork:
         self.panel_users = SqlPanelUsers(conn)
         self.cursors = SqlCursors(conn)
         self.broadcasts = SqlBroadcasts(conn)
+        self.leases = SqlLeases(conn)
         return self
 
     async def __aexit__(

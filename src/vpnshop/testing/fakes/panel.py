@@ -137,6 +137,11 @@ class FakePanel:
         self._call("find_by_telegram_id", str(telegram_id))
         return [u for u in self.users.values() if u.telegram_id == telegram_id]
 
+    async def list_users(self, start: int = 0, size: int = 500) -> tuple[list[PanelUser], int]:
+        self._call("list_users", None)
+        users = list(self.users.values())
+        return users[start : start + size], len(users)
+
     async def enable(self, key: str) -> PanelUser:
         self._call("enable", key)
         return self._store(attrs.evolve(self._owned(key), status=PanelStatus.ACTIVE))

@@ -11,6 +11,7 @@ from vpnshop.adapters.storage.repositories.audit import SqlAudit
 from vpnshop.adapters.storage.repositories.broadcasts import SqlBroadcasts
 from vpnshop.adapters.storage.repositories.cursors import SqlCursors
 from vpnshop.adapters.storage.repositories.customers import SqlCustomers
+from vpnshop.adapters.storage.repositories.leases import SqlLeases
 from vpnshop.adapters.storage.repositories.ledger import SqlHolds, SqlLedger
 from vpnshop.adapters.storage.repositories.orders import SqlOrders
 from vpnshop.adapters.storage.repositories.outbox import SqlOutbox
@@ -30,6 +31,7 @@ __all__ = [
     "SqlCursors",
     "SqlCustomers",
     "SqlHolds",
+    "SqlLeases",
     "SqlLedger",
     "SqlOrders",
     "SqlOutbox",

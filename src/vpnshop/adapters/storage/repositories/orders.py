@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 
 from vpnshop.adapters.storage import tables as t
@@ -48,3 +50,22 @@ class SqlOrders(_Repo):
     async def get(self, order_id: str) -> Order | None:
         row = await self._one(sa.select(t.orders).where(t.orders.c.id == order_id))
         return _order(row) if row else None
+
+    async def delete_abandoned(self, cutoff: datetime, limit: int = 1000) -> int:
+        o = t.orders.c
+        unused = (
+            sa.select(o.id)
+            .where(
+                o.created_at < cutoff,
+                ~sa.exists().where(t.payments.c.order_id == o.id),
+                ~sa.exists().where(t.holds.c.order_id == o.id),
+                ~sa.exists().where(t.promo_redemptions.c.order_id == o.id),
+            )
+            .limit(limit)
+        )
+        if self._pg:  # a checkout adding its payment right now keeps its order
+            unused = unused.with_for_update(skip_locked=True)
+        result = await self._conn.execute(
+            sa.delete(t.orders).where(o.id.in_(unused.scalar_subquery()))
+        )
+        return int(result.rowcount or 0)

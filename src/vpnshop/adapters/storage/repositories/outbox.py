@@ -111,3 +111,39 @@ class SqlOutbox(_Repo):
             .limit(limit)
         )
         return [_job(r) for r in await self._all(stmt)]
+
+    async def renew(self, job_ids: Sequence[int], lease_until: datetime) -> None:
+        if not job_ids:
+            return
+        o = t.outbox.c
+        await self._conn.execute(
+            sa.update(t.outbox)
+            .where(o.id.in_(list(job_ids)), o.status == JobStatus.PENDING.value)
+            .values(locked_until=lease_until)
+        )
+
+    async def listing(self, status: str | None = None, limit: int = 50) -> list[OutboxJob]:
+        stmt = sa.select(t.outbox).order_by(t.outbox.c.id.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(t.outbox.c.status == status)
+        return [_job(r) for r in await self._all(stmt)]
+
+    async def requeue(self, job_id: int, now: datetime) -> bool:
+        o = t.outbox.c
+        row = await self._one(
+            sa.update(t.outbox)
+            .where(o.id == job_id, o.status == JobStatus.PARKED.value)
+            .values(status=JobStatus.PENDING.value, due_at=now, attempts=0, locked_until=None)
+            .returning(o.id)
+        )
+        return row is not None
+
+    async def requeue_parked(self, now: datetime) -> int:
+        o = t.outbox.c
+        rows = await self._all(
+            sa.update(t.outbox)
+            .where(o.status == JobStatus.PARKED.value)
+            .values(status=JobStatus.PENDING.value, due_at=now, attempts=0, locked_until=None)
+            .returning(o.id)
+        )
+        return len(rows)

@@ -111,6 +111,11 @@ class SqlSubscriptions(_Repo):
             )
         )
 
+    async def page(self, after_id: int = 0, limit: int = 500) -> list[Subscription]:
+        c = t.subscriptions.c
+        stmt = sa.select(t.subscriptions).where(c.id > after_id).order_by(c.id).limit(limit)
+        return [_subscription(r) for r in await self._all(stmt)]
+
     async def expiring_between(self, start: datetime, end: datetime) -> list[Subscription]:
         stmt = (
             sa.select(t.subscriptions)
