@@ -9,6 +9,7 @@ from vpnshop.bootstrap import App
 from vpnshop.domain.money import currency
 from vpnshop.services.broadcasts import SendBroadcasts
 from vpnshop.services.periodic import PeriodicJob
+from vpnshop.services.recurring import CHARGE_SAVED_METHOD
 from vpnshop.services.reminders import SendReminders
 from vpnshop.services.renewals import RenewFromBalance
 
@@ -34,7 +35,13 @@ def customer_jobs(app: App) -> Iterable[PeriodicJob]:
         "auto_renew",
         interval("auto_renew", DEFAULT_INTERVALS["auto_renew"]),
         RenewFromBalance(
-            app.deps, currency(app.settings.default_currency), days_before=s.auto_renew_days_before
+            app.deps,
+            currency(app.settings.default_currency),
+            days_before=s.auto_renew_days_before,
+            # A short balance charges the card saved at YooKassa, when it is configured.
+            saved_method_provider=(
+                "yookassa" if CHARGE_SAVED_METHOD in app.outbox.handlers else None
+            ),
         ),
     )
     if app.notifier is not None:

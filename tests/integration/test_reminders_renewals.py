@@ -173,3 +173,18 @@ async def test_auto_renewal_switched_off_is_not_charged(shop: Shop) -> None:
     assert (await renew()).renewed == 0
     async with shop.uow() as uow:
         assert await uow.ledger.balance(cid, RUB) == Money(50000, RUB)
+
+
+async def test_the_scheduler_runs_the_customer_jobs(shop: Shop) -> None:
+    """The scheduler's registry holds the reminder and auto-renew jobs, and the broadcast
+    job once a notifier is configured; reminders and renewals are singletons."""
+    import attrs
+
+    from vpnshop.testing.fakes import FakeNotifier
+    from vpnshop_scheduler.jobs import build_registry
+
+    names = build_registry(shop.app).names()
+    assert {"reminders", "auto_renew"} <= set(names) and "broadcasts" not in names
+    with_bot = build_registry(attrs.evolve(shop.app, notifier=FakeNotifier()))
+    assert "broadcasts" in with_bot.names()
+    assert all(with_bot.get(n).singleton for n in ("reminders", "auto_renew", "broadcasts"))  # type: ignore[union-attr]
