@@ -145,9 +145,11 @@ class SendBroadcasts:
             sent += await self.send(b.id, deadline)
         return sent
 
-    async def send(self, broadcast_id: int, deadline: float | None = None) -> int:
-        """Send broadcast *broadcast_id* until it is done, cancelled or *deadline* passes;
-        returns the messages sent."""
+    async def send(
+        self, broadcast_id: int, deadline: float | None = None, *, limit: int | None = None
+    ) -> int:
+        """Send broadcast *broadcast_id* until it is done, cancelled, *deadline* passes or
+        *limit* recipients were tried; returns the messages sent."""
         async with self.deps.uow() as uow:
             b = await uow.broadcasts.get(broadcast_id)
             if b is None or b.status is not BroadcastStatus.RUNNING:
@@ -158,10 +160,12 @@ class SendBroadcasts:
         message = Message(text=b.text)
         interval = 1.0 / self.rate
         next_at = self.monotonic()
-        sent = 0
+        sent = tried = 0
         outcome: Outcome | None = None
         while True:
-            timed_out = deadline is not None and self.monotonic() >= deadline
+            timed_out = (deadline is not None and self.monotonic() >= deadline) or (
+                limit is not None and tried >= limit
+            )
             async with self.deps.uow() as uow:
                 if outcome is not None:
                     await self._record(uow, outcome)
@@ -176,6 +180,7 @@ class SendBroadcasts:
             if wait > 0:
                 await self.sleep(wait)
             outcome = await self._deliver(recipient, message)
+            tried += 1
             sent += outcome[1] is RecipientStatus.SENT
             next_at = max(next_at + interval, self.monotonic())
 
