@@ -25,6 +25,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.clock import UlidIds
 from vpnshop.adapters.storage.demo_data import generate_demo_data
@@ -54,7 +55,7 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def reset_due(engine: sa.ext.asyncio.AsyncEngine) -> None:
+async def reset_due(engine: AsyncEngine) -> None:
     """The same 10,000 subscriptions (the first of reachable customers) due within the hour
     before NOW+1d;
     no reminder enqueued yet, no scan position."""
@@ -127,6 +128,16 @@ async def due_scan(url: str, customers: int) -> None:
         if len(results) == 2:
             small, big = (results[k][0] for k in sorted(results))
             print(f"due-scan 1,000,000 vs 100,000 customers: {big / small:.2f}x (target <= 1.5x)")
+
+
+async def fill(url: str, customers: int) -> None:
+    async with AsyncExitStack() as stack:
+        engine = open_engine(url, stack)
+        await upgrade(engine)
+        storage = open_storage(engine, stack)
+        app = wire(Settings(), storage=storage, clock=FakeClock(NOW), ids=UlidIds())
+        await app.load_plans(load_plans_file(EXAMPLE), actor=Actor.system("bench"))
+        await generate_demo_data(engine, customers, PAST)
 
 
 async def broadcast(url: str, recipients: int, rate: float) -> None:
@@ -211,7 +222,7 @@ async def main() -> None:
             await due_scan(url, args.customers)
         if not args.skip_broadcast:
             if args.skip_scan:
-                await due_scan(url, args.recipients)  # fills the database
+                await fill(url, args.recipients)
             await broadcast(url, args.recipients, args.rate)
 
 
