@@ -3,17 +3,18 @@ the periodic runner keep (a registry of its own, nothing global)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vpnshop.domain.broadcast import BroadcastProgress
 from vpnshop.services.drain import DrainLoop
 from vpnshop.services.periodic import PeriodicRunner
 
-__all__ = ["CONTENT_TYPE", "SchedulerCollector", "render"]
+__all__ = ["CONTENT_TYPE", "BroadcastCollector", "SchedulerCollector", "render"]
 
 
 class SchedulerCollector(Collector):
@@ -63,9 +64,40 @@ class SchedulerCollector(Collector):
         yield duration
 
 
-def registry_for(drain: DrainLoop, runner: PeriodicRunner) -> CollectorRegistry:
+class BroadcastCollector(Collector):
+    """The progress of the newest broadcasts, as last read from the database (the
+    /metrics handler reads it before each scrape: the counts live in the database, so
+    every replica reports the same)."""
+
+    def __init__(self) -> None:
+        self.progress: Sequence[BroadcastProgress] = ()
+
+    def collect(self) -> Iterator[Metric]:
+        recipients = GaugeMetricFamily(
+            "vpnshop_broadcast_recipients",
+            "Recipients of each recent broadcast, by state.",
+            labels=["broadcast", "status"],
+        )
+        for p in self.progress:
+            bid = str(p.broadcast.id)
+            for state, value in (
+                ("pending", p.pending),
+                ("in_flight", p.in_flight),
+                ("sent", p.sent),
+                ("failed", p.failed),
+                ("skipped", p.skipped),
+            ):
+                recipients.add_metric([bid, state], value)
+        yield recipients
+
+
+def registry_for(
+    drain: DrainLoop, runner: PeriodicRunner, broadcasts: BroadcastCollector | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(SchedulerCollector(drain, runner))
+    if broadcasts is not None:
+        registry.register(broadcasts)
     return registry
 
 

@@ -18,16 +18,19 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
 from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import Settings, SettingUnusableError
+from vpnshop.domain.broadcast import BroadcastProgress
+from vpnshop.ports.storage import StorageUnavailableError
+from vpnshop.services.broadcasts import BroadcastStatusQuery
 from vpnshop.services.drain import DrainLoop
 from vpnshop.services.periodic import JobRegistry, PeriodicRunner
 from vpnshop_scheduler.jobs import build_registry
-from vpnshop_scheduler.metrics import CONTENT_TYPE, registry_for, render
+from vpnshop_scheduler.metrics import CONTENT_TYPE, BroadcastCollector, registry_for, render
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +40,26 @@ def holder_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def create_app(drain: DrainLoop, runner: PeriodicRunner) -> web.Application:
-    registry = registry_for(drain, runner)
+def create_app(
+    drain: DrainLoop,
+    runner: PeriodicRunner,
+    broadcasts: Callable[[], Awaitable[Sequence[BroadcastProgress]]] | None = None,
+) -> web.Application:
+    """/healthz and /metrics; *broadcasts* reads the newest broadcasts' progress for
+    /metrics (skipped while the database is unavailable)."""
+    progress = BroadcastCollector() if broadcasts is not None else None
+    registry = registry_for(drain, runner, progress)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "jobs": runner.registry.names()})
 
     async def metrics(_: web.Request) -> web.Response:
+        if broadcasts is not None and progress is not None:
+            try:
+                progress.progress = await broadcasts()
+            except StorageUnavailableError:
+                log.warning("metrics: the database is unavailable; broadcast progress left out")
+                progress.progress = ()
         body = await asyncio.to_thread(render, registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
@@ -88,7 +104,9 @@ async def serve(
     try:
         async with bootstrap(settings, kick=wake.set) as app:
             drain, runner = build(app, wake, registry)
-            runner_app = web.AppRunner(create_app(drain, runner), access_log=None)
+            runner_app = web.AppRunner(
+                create_app(drain, runner, BroadcastStatusQuery(app.deps).recent), access_log=None
+            )
             await runner_app.setup()
             sched = settings.scheduler
             try:
