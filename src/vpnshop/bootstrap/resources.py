@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.clock import SystemClock, UlidIds
 from vpnshop.adapters.storage.engine import create_engine, is_sqlite, normalise_url
-from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
+from vpnshop.adapters.storage.migrate import HEAD_REVISION, current_revision, upgrade_if_behind
 from vpnshop.adapters.storage.settlers import payment_settler
 from vpnshop.adapters.storage.uow import sqlalchemy_uow_factory
 from vpnshop.bootstrap.app import App, Storage
@@ -44,9 +44,9 @@ async def prepare_database(engine: AsyncEngine, url: str) -> None:
     """The embedded SQLite default migrates itself; PostgreSQL must be upgraded by the
     operator (``vpnshop db upgrade``), so that several replicas never race a migration."""
     if is_sqlite(url):
-        await upgrade(engine)
+        await upgrade_if_behind(engine)
         return
-    current, head = await current_revision(engine), head_revision()
+    current, head = await current_revision(engine), HEAD_REVISION
     if current != head:
         raise SchemaOutOfDateError(
             f"the database schema is at {current or 'nothing'}, the code needs {head}: "
