@@ -213,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="run the shop's processes",
-        description="Run a shell: webhooks (the webhook server), or all (prepare the "
-        "embedded shop and check it). The bot and scheduler shells are not written yet.",
+        description="Run a shell: webhooks (the webhook server), bot (the Telegram bot), "
+        "scheduler (the outbox and the periodic jobs), or all: the three in one process "
+        "on one database (the bot only when VPNSHOP_BOT_TOKEN is set), after preparing the "
+        "embedded shop (database, example plans) and checking the configuration.",
     )
     p.add_argument("shell", choices=["all", "webhooks", "bot", "scheduler"])
     p.set_defaults(handler=cmd_run, database=True)
