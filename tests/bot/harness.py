@@ -72,9 +72,11 @@ async def bot_shop(
     notifier: Notifier | None = None,
     extra: Sequence[Setup] = (),
     polling: bool = True,
+    providers: bool = False,
 ) -> AsyncIterator[BotShop]:
     """The shop with its bot polling the Telegram emulator (see the module docstring);
-    with *polling* False the test runs the dispatcher itself."""
+    with *polling* False the test runs the dispatcher itself. With *providers* the
+    gateways are built from *env* (and Telegram Stars from the bot token), else none."""
     async with TelegramEmulator(TOKEN) as tg, RemnawaveEmulator("3.3.2") as panel:
         settings = parse_settings(
             {
@@ -90,7 +92,9 @@ async def bot_shop(
         clock = FakeClock(datetime.now(UTC))
         async with (
             AsyncExitStack() as stack,
-            bootstrap(settings, clock=clock, gateways={}, notifier=notifier) as app,
+            bootstrap(
+                settings, clock=clock, gateways=None if providers else {}, notifier=notifier
+            ) as app,
         ):
             await app.load_plans(load_plans_file(EXAMPLE), actor=Actor.system("test"))
             metrics = BotMetrics()

@@ -11,7 +11,18 @@ from collections.abc import Callable
 
 from aiogram import Router
 
-from vpnshop_bot.features import connect, home, language, membership, start, support, trial
+from vpnshop_bot.features import (
+    buy,
+    connect,
+    home,
+    language,
+    membership,
+    stars,
+    start,
+    support,
+    topup,
+    trial,
+)
 from vpnshop_bot.menu import MenuRegistry
 
 Setup = Callable[[MenuRegistry], Router]
@@ -24,4 +35,7 @@ FEATURES: tuple[Setup, ...] = (
     support.setup,
     connect.setup,
     membership.setup,
+    buy.setup,
+    topup.setup,
+    stars.setup,
 )

@@ -21,6 +21,7 @@ from vpnshop.services.deps import Deps
 from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.links import ReadyLink
+from vpnshop.services.money_journeys import MoneyJourneys
 from vpnshop.services.outbox import OutboxWorker
 from vpnshop.services.panel import ApplySubscription
 from vpnshop.services.panel_events import HandlePanelEvent
@@ -74,3 +75,4 @@ class App:
     notifier: Notifier | None = None
     journeys: CustomerJourneys | None = None  # what the bot's customer journeys call
     ready_link: ReadyLink | None = None  # the link after an activation, now or via the outbox
+    money: MoneyJourneys | None = None  # the bot's buy, top-up and Stars use cases

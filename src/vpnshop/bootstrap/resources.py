@@ -28,6 +28,7 @@ from vpnshop.ports.clock import Clock, IdGenerator
 from vpnshop.ports.notifier import Notifier
 from vpnshop.ports.panel import VpnPanel
 from vpnshop.ports.payments import PaymentGateway
+from vpnshop.ports.storage import UnitOfWorkFactory
 from vpnshop.services.deps import no_kick
 
 if TYPE_CHECKING:
@@ -132,6 +133,23 @@ async def open_notifier(settings: Settings, stack: AsyncExitStack) -> Notifier |
     return TelegramNotifier(client)
 
 
+async def open_stars(
+    settings: Settings, stack: AsyncExitStack, uow: UnitOfWorkFactory
+) -> PaymentGateway | None:
+    """Telegram Stars as a gateway when the bot token is set (and Stars are not switched
+    off): invoices and refunds through ``VPNSHOP_BOT_API_URL``; refunds find the payer
+    through our stored payment."""
+    if settings.bot_token is None or not settings.bot.stars:
+        return None
+    from vpnshop.adapters.payments.stars import StarsGateway, store_charge_owner
+    from vpnshop.adapters.telegram import BotApiClient, BotApiSettings
+
+    client = BotApiClient(BotApiSettings(settings.bot_token.get(), base_url=settings.bot.api_url))
+    await client.start()
+    stack.push_async_callback(client.close)
+    return StarsGateway(client, charge_owner=store_charge_owner(uow))
+
+
 @asynccontextmanager
 async def bootstrap(
     settings: Settings,
@@ -164,7 +182,11 @@ async def bootstrap(
         if gateways is None:
             from vpnshop.gateways import build_gateways
 
-            gateways = build_gateways(settings, stack)
+            built = build_gateways(settings, stack)
+            stars = await open_stars(settings, stack, storage)
+            if stars is not None:
+                built[stars.name] = stars
+            gateways = built
         yield wire(
             settings,
             storage=storage,

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from vpnshop.bootstrap.app import App, Storage
 from vpnshop.config import Settings
+from vpnshop.domain.money import currency
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.plan import GIB
 from vpnshop.domain.referral import ReferralPolicy
@@ -28,6 +29,7 @@ from vpnshop.services.deps import Deps, no_kick
 from vpnshop.services.journeys import CustomerJourneys
 from vpnshop.services.ledger import AdjustBalance, CreditBalance, VerifyLedger
 from vpnshop.services.links import ReadyLink
+from vpnshop.services.money_journeys import MoneyJourneys
 from vpnshop.services.notifications import SendNotifications
 from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
@@ -36,6 +38,7 @@ from vpnshop.services.plans import ListPlans, LoadPlans
 from vpnshop.services.refunds import RecheckPending, RefundPayment
 from vpnshop.services.settings import MarkReachable
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
+from vpnshop.services.topup import TopupLimits
 
 PANEL_WEBHOOK_WINDOW = timedelta(minutes=5)  # how old a signed panel webhook may be
 
@@ -87,6 +90,18 @@ def notifications(
     )
 
 
+def topup_limits(settings: Settings) -> TopupLimits:
+    """The bot's top-up presets and range, in minor units of the default currency."""
+    cur = currency(settings.default_currency)
+    bot = settings.bot
+    return TopupLimits(
+        currency=cur,
+        presets=tuple(a * cur.scale for a in bot.topup_amounts),
+        minimum=bot.topup_min * cur.scale,
+        maximum=bot.topup_max * cur.scale,
+    )
+
+
 def wire(
     settings: Settings,
     *,
@@ -122,6 +137,8 @@ def wire(
     confirm = ConfirmPayment(deps, referral_policy(settings), settler=storage.settler)
     register = RegisterCustomer(deps)
     trial = trial_settings(settings)
+    checkout = StartCheckout(deps, gateways)
+    pay_from_balance = PayFromBalance(deps)
     return App(
         settings=settings,
         deps=deps,
@@ -133,9 +150,9 @@ def wire(
         adjust_balance=AdjustBalance(deps),
         extend_subscription=ExtendSubscription(deps),
         activate_trial=ActivateTrial(deps, trial),
-        start_checkout=StartCheckout(deps, gateways),
+        start_checkout=checkout,
         confirm_payment=confirm,
-        pay_from_balance=PayFromBalance(deps),
+        pay_from_balance=pay_from_balance,
         refund_payment=RefundPayment(deps, gateways),
         recheck_pending=RecheckPending(deps, gateways, confirm),
         verify_ledger=VerifyLedger(deps),
@@ -160,4 +177,12 @@ def wire(
             deps, panel, register=register, trial=trial, policy=confirm.referral
         ),
         ready_link=ReadyLink(deps, apply),
+        money=MoneyJourneys.build(
+            deps,
+            gateways,
+            checkout=checkout,
+            pay_from_balance=pay_from_balance,
+            confirm=confirm,
+            limits=topup_limits(settings),
+        ),
     )

@@ -11,7 +11,7 @@ from typing import Final
 
 import attrs
 
-from vpnshop.config.reader import Reader, Secret, choice, integer, url
+from vpnshop.config.reader import Reader, Secret, boolean, choice, integer, url
 
 TELEGRAM_API: Final = "https://api.telegram.org"
 _CHANNEL = re.compile(r"@[A-Za-z][A-Za-z0-9_]{3,31}|-100\d{5,15}")
@@ -40,6 +40,12 @@ class BotSettings:
     support_username: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9091  # 0: no metrics server
+    # Top-up in the shop's default currency, major units: the preset buttons and the
+    # range a typed amount must be in.
+    topup_amounts: tuple[int, ...] = (100, 300, 500, 1000)
+    topup_min: int = 50
+    topup_max: int = 50000
+    stars: bool = True  # offer Telegram Stars (plans with an XTR price) when the token is set
 
     def webhook_url(self, public_url: str) -> str:
         assert self.webhook_path is not None
@@ -70,7 +76,23 @@ def read_bot(r: Reader, *, public_url: str | None, token_set: bool) -> BotSettin
     username = r.get("SUPPORT_USERNAME", str, None)
     if username is not None and not _USERNAME.fullmatch(username):
         r.problem("SUPPORT_USERNAME", "expected a Telegram username such as @shop_support")
+    amounts = r.get("TOPUP_AMOUNTS", str, "100,300,500,1000")
+    presets: list[int] = []
+    for part in amounts.split(","):
+        if part.strip().isdigit() and 0 < int(part) <= 10_000_000:
+            presets.append(int(part))
+        else:
+            r.problem("TOPUP_AMOUNTS", f"expected whole amounts such as 100,300,500; got {part!r}")
+            break
+    low = r.get("TOPUP_MIN", integer(1, 10_000_000), 50)
+    high = r.get("TOPUP_MAX", integer(1, 10_000_000), 50000)
+    if low > high:
+        r.problem("TOPUP_MIN", f"is above VPNSHOP_TOPUP_MAX ({high})")
     return BotSettings(
+        topup_amounts=tuple(presets),
+        topup_min=low,
+        topup_max=high,
+        stars=r.get("STARS_ENABLED", boolean, True),
         api_url=r.get("BOT_API_URL", url(("https", "http")), TELEGRAM_API).rstrip("/"),
         mode=mode,
         webhook_path=path,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from vpnshop.adapters.storage import tables as t
 from vpnshop.adapters.storage.repositories.base import Row, _Repo
+from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.money import Money
 from vpnshop.domain.money import currency as currency_of
 from vpnshop.domain.order import Order, OrderKind
@@ -31,21 +33,24 @@ def _order(r: Row) -> Order:
 
 class SqlOrders(_Repo):
     async def add(self, order: Order) -> None:
-        await self._conn.execute(
-            sa.insert(t.orders).values(
-                id=order.id,
-                customer_id=order.customer_id,
-                kind=order.kind.value,
-                amount_minor=order.amount.minor,
-                list_minor=order.list_price.minor,
-                currency=order.amount.currency.code,
-                plan_code=order.plan_code,
-                days=order.days,
-                promo_code=order.promo_code,
-                discount_percent=order.discount_percent,
-                created_at=order.created_at,
+        try:
+            await self._conn.execute(
+                sa.insert(t.orders).values(
+                    id=order.id,
+                    customer_id=order.customer_id,
+                    kind=order.kind.value,
+                    amount_minor=order.amount.minor,
+                    list_minor=order.list_price.minor,
+                    currency=order.amount.currency.code,
+                    plan_code=order.plan_code,
+                    days=order.days,
+                    promo_code=order.promo_code,
+                    discount_percent=order.discount_percent,
+                    created_at=order.created_at,
+                )
             )
-        )
+        except IntegrityError as e:
+            raise ConflictError(f"order {order.id} exists") from e
 
     async def get(self, order_id: str) -> Order | None:
         row = await self._one(sa.select(t.orders).where(t.orders.c.id == order_id))

@@ -1,0 +1,172 @@
+"""Payments the bot receives itself (Telegram Stars): the pre-checkout check, and the
+``successful_payment`` / ``refunded_payment`` updates applied through the same paths as
+every provider's webhook, exactly once."""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from vpnshop.domain.actor import Actor
+from vpnshop.domain.errors import DomainError
+from vpnshop.domain.ledger import EntryKind
+from vpnshop.domain.money import Money, currency
+from vpnshop.domain.order import OrderKind
+from vpnshop.domain.outbox import JobKind
+from vpnshop.domain.payment import OPEN_STATUSES, PaymentStatus
+from vpnshop.domain.settlement import APPLY, Ref
+from vpnshop.ports.payments import EventKind, PaymentEvent, PaymentGateway, WebhookRequest
+from vpnshop.services.confirmation import ConfirmPayment
+from vpnshop.services.deps import Deps, enqueue, record
+from vpnshop.services.ledger import post_entry
+from vpnshop.services.outcome import Outcome
+from vpnshop.services.subscriptions import current_subscription
+
+log = logging.getLogger(__name__)
+
+
+class Refusal(enum.StrEnum):
+    """Why a pre-checkout is refused (each has its text in the customer's language)."""
+
+    UNKNOWN = "unknown"  # the payload names no payment of ours
+    FOREIGN = "foreign"  # another customer's payment
+    AMOUNT = "amount"  # amount or currency differ from the stored payment
+    CLOSED = "closed"  # paid, cancelled or expired already
+
+
+@attrs.frozen
+class CheckPreCheckout:
+    """Check a pre-checkout query against the stored payment: ours, this customer's,
+    still payable, the same amount and currency. None: go ahead."""
+
+    deps: Deps
+
+    async def __call__(
+        self,
+        payment_id: str | None,
+        *,
+        provider: str,
+        currency_code: str,
+        total: int,
+        telegram_id: int,
+    ) -> Refusal | None:
+        if payment_id is None:
+            return Refusal.UNKNOWN
+        async with self.deps.uow() as uow:
+            payment = await uow.payments.get(payment_id)
+            if payment is None or payment.provider != provider:
+                return Refusal.UNKNOWN
+            customer = await uow.customers.get(payment.customer_id)
+        if customer is None or customer.telegram_id != telegram_id:
+            return Refusal.FOREIGN
+        try:
+            amount = Money(total, currency(currency_code))
+        except (DomainError, ValueError, TypeError):
+            return Refusal.AMOUNT
+        if amount != payment.amount:
+            return Refusal.AMOUNT
+        if payment.status not in OPEN_STATUSES:
+            return Refusal.CLOSED
+        return None
+
+
+@attrs.frozen
+class ApplyPaymentUpdate:
+    """A payment update the bot received (authentic: it came from Telegram with our
+    token or through its secret webhook), parsed by the provider's gateway and applied:
+    a payment through ConfirmPayment, a refund through :class:`ApplyProviderRefund`."""
+
+    gateways: Mapping[str, PaymentGateway]
+    confirm: ConfirmPayment
+    refunded: ApplyProviderRefund
+
+    async def __call__(self, provider: str, update: Mapping[str, Any]) -> Outcome:
+        gateway = self.gateways.get(provider)
+        if gateway is None:
+            log.warning("a %s payment update, but %s is not enabled", provider, provider)
+            return Outcome.IGNORED
+        body = json.dumps(update).encode()
+        event = await gateway.parse_webhook(
+            WebhookRequest(body=body, headers={}, remote_ip="", content_type="application/json")
+        )
+        if event.kind is EventKind.REFUND_SUCCEEDED:
+            return await self.refunded(event)
+        return await self.confirm(event)
+
+
+@attrs.frozen
+class ApplyProviderRefund:
+    """A refund made at the provider (e.g. Telegram support refunding Stars), applied
+    once per charge: the refunded total is counted by one conditional UPDATE, a plan
+    loses its days, a top-up is taken back from the balance."""
+
+    deps: Deps
+
+    async def __call__(self, event: PaymentEvent) -> Outcome:
+        if event.external_id is None or event.amount is None:
+            return Outcome.IGNORED
+        now = self.deps.now()
+        actor = Actor.provider(event.provider)
+        async with self.deps.uow() as uow:
+            payment = await uow.payments.by_external_id(event.provider, event.external_id)
+            if payment is None:
+                return Outcome.UNKNOWN
+            if payment.status is not PaymentStatus.SUCCEEDED:
+                return Outcome.DUPLICATE
+            order = await uow.orders.get(payment.order_id)
+            assert order is not None
+            amount = min(event.amount, payment.refundable)
+            if not amount.is_positive:
+                return Outcome.DUPLICATE
+            if await uow.payments.add_refund(payment.id, amount, now) is None:
+                return Outcome.DUPLICATE
+            key = f"refund:{payment.id}:{event.external_id}"
+            if order.kind is OrderKind.TOPUP:
+                await post_entry(
+                    uow,
+                    self.deps,
+                    customer_id=payment.customer_id,
+                    amount=-amount,
+                    kind=EntryKind.REFUND,
+                    key=key,
+                    actor=actor,
+                    reference=payment.id,
+                    memo="refunded at the provider",
+                )
+            days = order.days * amount.minor // order.amount.minor if order.days else 0
+            if days > 0:
+                await uow.customers.lock(payment.customer_id)
+                sub = await current_subscription(uow, payment.customer_id)
+                if sub is not None:
+                    await uow.subscriptions.update(sub.shortened(days, now))
+                    await uow.outbox.add(
+                        APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: key}, now)
+                    )
+            await enqueue(
+                uow,
+                now,
+                JobKind.NOTIFY_CUSTOMER,
+                f"notify:{key}",
+                customer_id=payment.customer_id,
+                template="refund",
+                amount=str(amount),
+                to_balance=False,
+            )
+            await record(
+                uow,
+                now,
+                actor,
+                "payment.refund",
+                f"payment:{payment.id}",
+                amount=str(amount),
+                external_id=event.external_id,
+                days_removed=days,
+            )
+            await uow.commit()
+        self.deps.kick()
+        return Outcome.CONFIRMED
