@@ -12,13 +12,17 @@ from collections.abc import Callable
 from aiogram import Router
 
 from vpnshop_bot.features import (
+    balance,
     buy,
     connect,
     home,
     language,
     membership,
+    promo,
+    referral,
     stars,
     start,
+    subscription,
     support,
     topup,
     trial,
@@ -31,6 +35,10 @@ FEATURES: tuple[Setup, ...] = (
     start.setup,
     home.setup,
     trial.setup,
+    subscription.setup,
+    balance.setup,
+    referral.setup,
+    promo.setup,
     language.setup,
     support.setup,
     connect.setup,

@@ -40,6 +40,8 @@ class Storage:
     settler: PaymentSettler | None = None
     settle_stats: BatchStats | None = None  # the settler's group commit, if it batches
     engine: AsyncEngine | None = None  # None for the in-memory store
+    # Read-only units of work that do not wait for the writer (SQLite); None: use ``uow``.
+    read_uow: Callable[[], UnitOfWork] | None = None
 
     def __call__(self) -> UnitOfWork:
         return self.uow()

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vpnshop.adapters.clock import SystemClock, UlidIds
-from vpnshop.adapters.storage.engine import create_engine, is_sqlite, normalise_url
+from vpnshop.adapters.storage.engine import (
+    create_engine,
+    create_reader_engine,
+    is_sqlite,
+    normalise_url,
+)
 from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
 from vpnshop.adapters.storage.settlers import payment_settler
 from vpnshop.adapters.storage.uow import sqlalchemy_uow_factory
@@ -68,11 +73,15 @@ def open_storage(engine: AsyncEngine, stack: AsyncExitStack) -> Storage:
     settler = payment_settler(engine)
     if settler is not None:
         stack.push_async_callback(settler.aclose)
+    reader = create_reader_engine(engine.url.render_as_string(hide_password=False))
+    if reader is not None:
+        stack.push_async_callback(reader.dispose)
     return Storage(
         uow=sqlalchemy_uow_factory(engine),
         settler=settler,
         settle_stats=settler.group if settler is not None else None,
         engine=engine,
+        read_uow=sqlalchemy_uow_factory(reader) if reader is not None else None,
     )
 
 

@@ -120,7 +120,7 @@ def wire(
     if not isinstance(storage, Storage):
         storage = Storage(storage)
     gateways = dict(gateways or {})
-    deps = Deps(uow=storage, clock=clock, ids=ids, kick=kick)
+    deps = Deps(uow=storage, clock=clock, ids=ids, kick=kick, read=storage.read_uow)
     naming = (
         PanelNaming(username_template=settings.panel.username_template)
         if settings.panel is not None

@@ -149,7 +149,7 @@ def _panel(r: Reader, disabled: dict[str, str]) -> PanelSettings | None:
 
 
 # Read by the test tooling, not by the shop; known so that they draw no warning.
-TOOLING_VARIABLES: Final = frozenset({"VPNSHOP_REQUIRE_POSTGRES"})
+TOOLING_VARIABLES: Final = frozenset({"VPNSHOP_REQUIRE_POSTGRES", "VPNSHOP_REQUIRE_ZBAR"})
 
 
 def parse_settings(env: Mapping[str, str]) -> Settings:

@@ -45,7 +45,7 @@ class GetBalanceHistory:
             raise ValidationError("a page number is 0 or more")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValidationError(f"a page holds 1 to {MAX_PAGE_SIZE} entries")
-        async with self.deps.uow() as uow:
+        async with self.deps.reader() as uow:
             if await uow.customers.get(customer_id) is None:
                 raise NotFoundError(f"customer {customer_id}")
             # One more than a page tells whether a next page exists without a count.

@@ -32,9 +32,16 @@ class Deps:
     clock: Clock
     ids: IdGenerator
     kick: Callable[[], None] = no_kick
+    # Units of work for reads only, which need not queue behind writers (SQLite's one
+    # writer connection); None: reads use ``uow`` too. Nothing may be written in one.
+    read: UnitOfWorkFactory | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def reader(self) -> UnitOfWork:
+        """A unit of work for reading only (see ``read``)."""
+        return (self.read or self.uow)()
 
 
 async def record(

@@ -77,7 +77,7 @@ class GetHome:
 
     async def __call__(self, customer_id: int) -> Home:
         now = self.deps.now()
-        async with self.deps.uow() as uow:
+        async with self.deps.reader() as uow:
             customer = await uow.customers.get(customer_id)
             if customer is None:
                 raise NotFoundError(f"customer {customer_id}")

@@ -96,7 +96,7 @@ class GetSubscriptionDetails:
         """With *devices* False the panel is asked for the user only (a screen that shows
         no device list needs one panel call)."""
         now = self.deps.now()
-        async with self.deps.uow() as uow:
+        async with self.deps.reader() as uow:
             sub = await owned_subscription(uow, customer_id, subscription_id)
             cached = await uow.panel_users.get(subscription_id)
         assert sub.id is not None

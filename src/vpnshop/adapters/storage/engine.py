@@ -85,6 +85,34 @@ def _create(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
     )
 
 
+def create_reader_engine(url: str, *, pool_size: int = 4) -> AsyncEngine | None:
+    """For SQLite, an engine for read-only units of work: a few connections that begin
+    deferred (a reader in WAL mode neither takes nor waits for the write lock), so the
+    bot's screens do not queue behind the one writer connection. None for PostgreSQL,
+    whose pool already reads concurrently."""
+    url = normalise_url(url)
+    if not is_sqlite(url):
+        return None
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30}
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (*SQLITE_PRAGMAS, "PRAGMA query_only=ON"):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")  # deferred: a snapshot, no write lock
+
+    _report_unavailable(engine)
+    return engine
+
+
 # What every SQLite connection to a shop's file runs first: the engine's and the payment
 # settler's (settle_sqlite) alike.
 SQLITE_PRAGMAS = (
