@@ -90,9 +90,14 @@ class BroadcastRepository(Protocol):
         *expected*."""
         ...
 
-    async def next_recipient(self, broadcast_id: int, now: datetime) -> Recipient | None:
-        """Atomic. Mark the next PENDING recipient IN_FLIGHT and return it; None when none
-        is left. Two senders never get the same recipient."""
+    async def next_recipient(
+        self, broadcast_id: int, now: datetime, after: int = 0
+    ) -> Recipient | None:
+        """Atomic. Mark the next PENDING recipient (by customer id, past *after*) IN_FLIGHT
+        and return it; None when none is left. Two senders never get the same recipient.
+        A sender passes the last customer id it claimed as *after*, so the index is entered
+        past the rows it has done (whose dead index entries would otherwise be read again
+        on every claim until a vacuum)."""
         ...
 
     async def finish(

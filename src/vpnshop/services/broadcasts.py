@@ -160,7 +160,7 @@ class SendBroadcasts:
         message = Message(text=b.text)
         interval = 1.0 / self.rate
         next_at = self.monotonic()
-        sent = tried = 0
+        sent = tried = after = 0
         outcome: Outcome | None = None
         while True:
             timed_out = (deadline is not None and self.monotonic() >= deadline) or (
@@ -172,10 +172,11 @@ class SendBroadcasts:
                     outcome = None
                 recipient = None
                 if not timed_out:
-                    recipient = await self._claim(uow, broadcast_id)
+                    recipient = await self._claim(uow, broadcast_id, after)
                 await uow.commit()
             if recipient is None:
                 return sent
+            after = recipient.customer_id
             wait = next_at - self.monotonic()
             if wait > 0:
                 await self.sleep(wait)
@@ -184,12 +185,14 @@ class SendBroadcasts:
             sent += outcome[1] is RecipientStatus.SENT
             next_at = max(next_at + interval, self.monotonic())
 
-    async def _claim(self, uow: UnitOfWork, broadcast_id: int) -> Recipient | None:
+    async def _claim(self, uow: UnitOfWork, broadcast_id: int, after: int) -> Recipient | None:
         now = self.deps.now()
         b = await uow.broadcasts.get(broadcast_id)
         if b is None or b.status is not BroadcastStatus.RUNNING:
             return None
-        recipient = await uow.broadcasts.next_recipient(broadcast_id, now)
+        recipient = await uow.broadcasts.next_recipient(broadcast_id, now, after)
+        if recipient is None and after:  # one more look from the start: rows put back
+            recipient = await uow.broadcasts.next_recipient(broadcast_id, now)
         if recipient is None:
             await uow.broadcasts.set_status(
                 broadcast_id, BroadcastStatus.RUNNING, BroadcastStatus.DONE, now

@@ -132,11 +132,13 @@ class MemoryBroadcasts(_Repo):
         self._s.broadcasts[broadcast_id] = attrs.evolve(b, status=to, finished_at=finished)
         return True
 
-    async def next_recipient(self, broadcast_id: int, now: datetime) -> Recipient | None:
+    async def next_recipient(
+        self, broadcast_id: int, now: datetime, after: int = 0
+    ) -> Recipient | None:
         pending = sorted(
             cid
             for (bid, cid), (_, status, _) in self._s.recipients.items()
-            if bid == broadcast_id and status == "pending"
+            if bid == broadcast_id and status == "pending" and cid > after
         )
         if not pending:
             return None

@@ -123,10 +123,16 @@ class SqlBroadcasts(_Repo):
         )
         return row is not None
 
-    async def next_recipient(self, broadcast_id: int, now: datetime) -> Recipient | None:
+    async def next_recipient(
+        self, broadcast_id: int, now: datetime, after: int = 0
+    ) -> Recipient | None:
         pending = (
             sa.select(R.customer_id)
-            .where(R.broadcast_id == broadcast_id, R.status == RecipientStatus.PENDING.value)
+            .where(
+                R.broadcast_id == broadcast_id,
+                R.status == RecipientStatus.PENDING.value,
+                R.customer_id > after,
+            )
             .order_by(R.customer_id)
             .limit(1)
         )
