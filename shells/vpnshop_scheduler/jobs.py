@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from vpnshop.bootstrap import App
 from vpnshop.services.periodic import JobRegistry, PeriodicJob
 from vpnshop_scheduler.core_jobs import core_jobs
+from vpnshop_scheduler.customer_jobs import customer_jobs
 
 JobFactory = Callable[[App], Iterable[PeriodicJob]]
 
-FACTORIES: list[JobFactory] = [core_jobs]
+FACTORIES: list[JobFactory] = [core_jobs, customer_jobs]
 
 
 def build_registry(app: App, factories: Iterable[JobFactory] = FACTORIES) -> JobRegistry:

@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
         "entries; print the offenders and exit 1 if any.",
     )
     p.set_defaults(handler=cmd_ledger_verify, database=True)
+
+    from vpnshop.cli_jobs import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ from vpnshop.ports.clock import Clock, IdGenerator
 from vpnshop.ports.notifier import Notifier
 from vpnshop.ports.panel import PanelWebhookVerifier, VpnPanel
 from vpnshop.ports.payments import PaymentGateway
+from vpnshop.ports.recurring import SavedMethodCharger
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.balance_payments import PayFromBalance
 from vpnshop.services.checkout import StartCheckout
@@ -35,6 +36,7 @@ from vpnshop.services.outbox import JobHandler, OutboxWorker
 from vpnshop.services.panel import ApplySubscription, PanelNaming
 from vpnshop.services.panel_events import HandlePanelEvent
 from vpnshop.services.plans import ListPlans, LoadPlans
+from vpnshop.services.recurring import CHARGE_SAVED_METHOD, ChargeSavedMethod
 from vpnshop.services.refunds import RecheckPending, RefundPayment
 from vpnshop.services.settings import MarkReachable
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
@@ -135,6 +137,9 @@ def wire(
         handlers[JobKind.NOTIFY_CUSTOMER] = notices.customer
         handlers[JobKind.NOTIFY_ADMINS] = notices.admins
     confirm = ConfirmPayment(deps, referral_policy(settings), settler=storage.settler)
+    yookassa = gateways.get("yookassa")
+    if isinstance(yookassa, SavedMethodCharger):  # auto-renewal by a saved card
+        handlers[CHARGE_SAVED_METHOD] = ChargeSavedMethod(deps, yookassa, confirm)
     register = RegisterCustomer(deps)
     trial = trial_settings(settings)
     checkout = StartCheckout(deps, gateways)

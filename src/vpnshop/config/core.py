@@ -16,6 +16,7 @@ from typing import Final
 import attrs
 
 from vpnshop.config.bot import BotSettings, read_bot
+from vpnshop.config.customer_jobs import CustomerJobSettings, read_customer_jobs
 from vpnshop.config.envfile import read_env_file
 from vpnshop.config.providers import ProviderSettings, parse_providers
 from vpnshop.config.reader import (
@@ -87,6 +88,7 @@ class Settings:
     sentry_dsn: Secret | None = None
     bot: BotSettings = attrs.field(factory=BotSettings)
     scheduler: SchedulerSettings = attrs.field(factory=SchedulerSettings)
+    customer_jobs: CustomerJobSettings = attrs.field(factory=CustomerJobSettings)
     disabled: Mapping[str, str] = attrs.field(factory=dict)  # part -> why it is off
     # VPNSHOP_ variables nobody reads, each with the closest known name, if any.
     unknown: tuple[tuple[str, str | None], ...] = ()
@@ -209,6 +211,7 @@ def _read(r: Reader) -> Settings:
         sentry_dsn=r.secret("SENTRY_DSN"),
         bot=bot,
         scheduler=read_scheduler(r),
+        customer_jobs=read_customer_jobs(r),
         disabled=disabled,
     )
     return settings

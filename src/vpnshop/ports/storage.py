@@ -36,6 +36,7 @@ from vpnshop.domain.promo import PromoCode, PromoRedemption
 from vpnshop.domain.referral import Referral
 from vpnshop.domain.settlement import Effects
 from vpnshop.domain.subscription import Subscription
+from vpnshop.ports.storage_jobs import BroadcastRepository, CursorRepository, DueScanRepository
 
 
 class StorageUnavailableError(Exception):
@@ -136,7 +137,7 @@ class PlanRepository(Protocol):
         ...
 
 
-class SubscriptionRepository(Protocol):
+class SubscriptionRepository(DueScanRepository, Protocol):
     async def add(self, subscription: Subscription) -> Subscription:
         """Store the customer's subscription (one per customer: buying extends it).
         Raises ConflictError when the customer has one already."""
@@ -443,6 +444,12 @@ class UnitOfWork(Protocol):
 
     @property
     def panel_users(self) -> PanelUserRepository: ...
+
+    @property
+    def cursors(self) -> CursorRepository: ...
+
+    @property
+    def broadcasts(self) -> BroadcastRepository: ...
 
     @property
     def leases(self) -> LeaseRepository: ...

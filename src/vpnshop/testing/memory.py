@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 import attrs
 
 from vpnshop.domain.audit import AuditEntry
+from vpnshop.domain.broadcast import Broadcast
 from vpnshop.domain.customer import Customer
 from vpnshop.domain.errors import ConflictError, InsufficientFundsError
 from vpnshop.domain.ledger import EntryKind, Hold, HoldStatus, LedgerEntry
@@ -60,6 +61,13 @@ from vpnshop.ports.storage import (
     TrialRepository,
     UnitOfWork,
 )
+from vpnshop.ports.storage_jobs import (
+    BroadcastRepository,
+    CursorRepository,
+    DueSubscription,
+    ScanCursor,
+)
+from vpnshop.testing.memory_jobs import MemoryBroadcasts, MemoryCursors, due_scan
 
 __all__ = [
     "MemoryStore",
@@ -105,6 +113,10 @@ class _State:
     outbox: dict[int, OutboxJob] = field(default_factory=dict)
     outbox_keys: dict[str, int] = field(default_factory=dict)
     panel_users: dict[int, PanelUserView] = field(default_factory=dict)
+    cursors: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    broadcasts: dict[int, Broadcast] = field(default_factory=dict)
+    # (broadcast, customer) -> (telegram id, status, error)
+    recipients: dict[tuple[int, int], tuple[int, str, str | None]] = field(default_factory=dict)
     # name -> (holder, locked_until, last_run_at): the scheduler's lease rows
     leases: dict[str, tuple[str | None, datetime | None, datetime | None]] = field(
         default_factory=dict
@@ -134,6 +146,9 @@ class _State:
             outbox=dict(self.outbox),
             outbox_keys=dict(self.outbox_keys),
             panel_users=dict(self.panel_users),
+            cursors=dict(self.cursors),
+            broadcasts=dict(self.broadcasts),
+            recipients=dict(self.recipients),
             leases=dict(self.leases),
             next_ids=dict(self.next_ids),
         )
@@ -195,6 +210,8 @@ class MemoryUnitOfWork:
     audit: AuditRepository
     outbox: OutboxRepository
     panel_users: PanelUserRepository
+    cursors: CursorRepository
+    broadcasts: BroadcastRepository
     leases: LeaseRepository
 
     def __init__(self, store: MemoryStore) -> None:
@@ -215,6 +232,8 @@ class MemoryUnitOfWork:
         self.audit = _Audit(self)
         self.outbox = _Outbox(self)
         self.panel_users = _PanelUsers(self)
+        self.cursors = MemoryCursors(self)
+        self.broadcasts = MemoryBroadcasts(self)
         self.leases = _Leases(self)
 
     @property
@@ -426,6 +445,16 @@ class _Subscriptions(_Repo):
                 panel_username=panel_username,
                 subscription_url=subscription_url,
             )
+
+    async def due(
+        self,
+        after: ScanCursor,
+        until: datetime,
+        *,
+        limit: int,
+        auto_renew_only: bool = False,
+    ) -> list[DueSubscription]:
+        return due_scan(self._s, after, until, limit, auto_renew_only)
 
     async def expiring_between(self, start: datetime, end: datetime) -> list[Subscription]:
         subs = [x for x in self._s.subscriptions.values() if start <= x.expires_at < end]

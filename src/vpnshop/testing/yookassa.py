@@ -156,6 +156,9 @@ class YooKassaEmulator(LoopbackServer, RouteFaultKnobs):
         self.payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.saved_methods: dict[str, str] = {}  # method id -> payment id it was saved by
+        # Saved methods whose charges YooKassa cancels, with the reason it gives
+        # ("permission_revoked", "insufficient_funds", ...).
+        self.declined_methods: dict[str, str] = {}
         self.requests: list[RecordedRequest] = []
         self.deliveries: list[Delivery] = []
         self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
@@ -305,19 +308,29 @@ class YooKassaEmulator(LoopbackServer, RouteFaultKnobs):
                 raise _ApiError(
                     400, "invalid_request", "Unknown payment method", "payment_method_id"
                 )
-            # A saved method is charged without the customer: it succeeds at once.
-            obj.update(
-                status="succeeded",
-                paid=True,
-                refundable=True,
-                captured_at=_now_iso(),
-                payment_method={
-                    "type": "bank_card",
-                    "id": method_id,
-                    "saved": True,
-                    "title": "Bank card *4444",
-                },
-            )
+            # A saved method is charged without the customer: it succeeds (or is declined)
+            # at once.
+            method = {
+                "type": "bank_card",
+                "id": method_id,
+                "saved": True,
+                "title": "Bank card *4444",
+            }
+            declined = self.declined_methods.get(method_id)
+            if declined is not None:
+                obj.update(
+                    status="canceled",
+                    payment_method=method,
+                    cancellation_details={"party": "yoo_money", "reason": declined},
+                )
+            else:
+                obj.update(
+                    status="succeeded",
+                    paid=True,
+                    refundable=True,
+                    captured_at=_now_iso(),
+                    payment_method=method,
+                )
         else:
             confirmation = body.get("confirmation")
             if not isinstance(confirmation, dict) or confirmation.get("type") != "redirect":

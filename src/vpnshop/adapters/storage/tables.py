@@ -284,3 +284,37 @@ panel_users = sa.Table(  # the cached view of each subscription's panel user (we
     sa.Column("last_event", sa.String(64)),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+job_cursors = sa.Table(  # where each due-scan stopped (reminders, renewals)
+    "job_cursors",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("subscription_id", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+broadcasts = sa.Table(
+    "broadcasts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("segment", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+)
+
+broadcast_recipients = sa.Table(  # one row per recipient: the broadcast's progress
+    "broadcast_recipients",
+    metadata,
+    sa.Column("broadcast_id", BigId, sa.ForeignKey("broadcasts.id"), primary_key=True),
+    sa.Column("customer_id", BigId, sa.ForeignKey("customers.id"), primary_key=True),
+    sa.Column("telegram_id", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.String(200)),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index(
+        "ix_broadcast_recipients_broadcast_id_status", "broadcast_id", "status", "customer_id"
+    ),
+)

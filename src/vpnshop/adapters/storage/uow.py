@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vpnshop.adapters.storage import settle_pg
 from vpnshop.adapters.storage.repositories import (
     SqlAudit,
+    SqlBroadcasts,
+    SqlCursors,
     SqlCustomers,
     SqlHolds,
     SqlLeases,
@@ -54,6 +56,8 @@ class SqlAlchemyUnitOfWork:
     audit: SqlAudit
     outbox: SqlOutbox
     panel_users: SqlPanelUsers
+    cursors: SqlCursors
+    broadcasts: SqlBroadcasts
     leases: SqlLeases
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -80,6 +84,8 @@ class SqlAlchemyUnitOfWork:
         self.audit = SqlAudit(conn)
         self.outbox = SqlOutbox(conn)
         self.panel_users = SqlPanelUsers(conn)
+        self.cursors = SqlCursors(conn)
+        self.broadcasts = SqlBroadcasts(conn)
         self.leases = SqlLeases(conn)
         return self
 

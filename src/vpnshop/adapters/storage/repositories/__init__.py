@@ -8,6 +8,8 @@ statement here (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, ``UPDATE ... WH
 """
 
 from vpnshop.adapters.storage.repositories.audit import SqlAudit
+from vpnshop.adapters.storage.repositories.broadcasts import SqlBroadcasts
+from vpnshop.adapters.storage.repositories.cursors import SqlCursors
 from vpnshop.adapters.storage.repositories.customers import SqlCustomers
 from vpnshop.adapters.storage.repositories.leases import SqlLeases
 from vpnshop.adapters.storage.repositories.ledger import SqlHolds, SqlLedger
@@ -25,6 +27,8 @@ from vpnshop.adapters.storage.repositories.subscriptions import SqlSubscriptions
 
 __all__ = [
     "SqlAudit",
+    "SqlBroadcasts",
+    "SqlCursors",
     "SqlCustomers",
     "SqlHolds",
     "SqlLeases",

@@ -1,0 +1,232 @@
+"""Broadcasts: one text to a segment of the customers, one row per recipient, sent at a
+configured rate through the Notifier port.
+
+Each message is marked IN_FLIGHT and committed before it goes out, and its outcome is
+committed with the claim of the next one: after a kill -9 the only message whose fate is
+unknown is the one in flight, which is recorded as failed ("interrupted") and never sent
+again. A 429 waits exactly ``retry_after`` and sends the same message; a 403 marks the
+customer unreachable. Progress (sent, failed, pending) is counted from the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from vpnshop.domain.actor import Actor
+from vpnshop.domain.broadcast import (
+    Broadcast,
+    BroadcastProgress,
+    BroadcastStatus,
+    Recipient,
+    RecipientStatus,
+    Segment,
+)
+from vpnshop.domain.errors import NotFoundError, ValidationError
+from vpnshop.ports.notifier import (
+    Message,
+    MessageRejectedError,
+    Notifier,
+    RecipientUnreachableError,
+    RetryLaterError,
+)
+from vpnshop.ports.storage import UnitOfWork
+from vpnshop.services.deps import Deps, record
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4096  # Telegram's limit for one message
+Outcome = tuple[Recipient, RecipientStatus, str | None]
+
+
+@attrs.frozen
+class CreateBroadcast:
+    """Create a broadcast to *segment*: the broadcast and one row per recipient, in one
+    transaction. Sending starts at the scheduler's next run."""
+
+    deps: Deps
+
+    async def __call__(self, segment: Segment, text: str, *, actor: Actor) -> BroadcastProgress:
+        if not text.strip():
+            raise ValidationError("the broadcast text is empty")
+        if len(text) > MAX_TEXT:
+            raise ValidationError(f"the broadcast text is {len(text)} characters; at most 4096")
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            b = await uow.broadcasts.add(
+                Broadcast(
+                    id=None,
+                    segment=segment,
+                    text=text,
+                    status=BroadcastStatus.RUNNING,
+                    created_at=now,
+                )
+            )
+            assert b.id is not None
+            count = await uow.broadcasts.add_recipients(b.id, segment, now)
+            if count == 0:
+                await uow.broadcasts.set_status(b.id, b.status, BroadcastStatus.DONE, now)
+            await record(
+                uow, now, actor, "broadcast.create", f"broadcast:{b.id}", segment=segment.value
+            )
+            progress = await uow.broadcasts.progress(b.id)
+            await uow.commit()
+        assert progress is not None
+        return progress
+
+
+@attrs.frozen
+class BroadcastStatusQuery:
+    """A broadcast's progress; raises NotFoundError for an unknown id."""
+
+    deps: Deps
+
+    async def __call__(self, broadcast_id: int) -> BroadcastProgress:
+        async with self.deps.uow() as uow:
+            progress = await uow.broadcasts.progress(broadcast_id)
+        if progress is None:
+            raise NotFoundError(f"broadcast {broadcast_id} does not exist")
+        return progress
+
+    async def recent(self, limit: int = 20) -> list[BroadcastProgress]:
+        """The newest broadcasts with their progress (what /metrics shows)."""
+        async with self.deps.uow() as uow:
+            return await uow.broadcasts.recent(limit)
+
+
+@attrs.frozen
+class CancelBroadcast:
+    """Stop a running broadcast: recipients not yet sent to are skipped. False when it had
+    finished or was cancelled already."""
+
+    deps: Deps
+
+    async def __call__(self, broadcast_id: int, *, actor: Actor) -> bool:
+        now = self.deps.now()
+        async with self.deps.uow() as uow:
+            if await uow.broadcasts.get(broadcast_id) is None:
+                raise NotFoundError(f"broadcast {broadcast_id} does not exist")
+            if not await uow.broadcasts.set_status(
+                broadcast_id, BroadcastStatus.RUNNING, BroadcastStatus.CANCELLED, now
+            ):
+                return False
+            skipped = await uow.broadcasts.skip_pending(broadcast_id, now)
+            await record(
+                uow, now, actor, "broadcast.cancel", f"broadcast:{broadcast_id}", skipped=skipped
+            )
+            await uow.commit()
+        return True
+
+
+@attrs.frozen
+class SendBroadcasts:
+    """The scheduler's broadcast job: send the running broadcasts at *rate* messages per
+    second, for at most *run_for* seconds per run (the next run carries on)."""
+
+    deps: Deps
+    notifier: Notifier
+    rate: float = 25.0
+    run_for: float | None = 60.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    unavailable_retries: int = 5
+
+    async def __call__(self) -> int:
+        async with self.deps.uow() as uow:
+            running = await uow.broadcasts.running()
+        deadline = None if self.run_for is None else self.monotonic() + self.run_for
+        sent = 0
+        for b in running:
+            assert b.id is not None
+            sent += await self.send(b.id, deadline)
+        return sent
+
+    async def send(
+        self, broadcast_id: int, deadline: float | None = None, *, limit: int | None = None
+    ) -> int:
+        """Send broadcast *broadcast_id* until it is done, cancelled, *deadline* passes or
+        *limit* recipients were tried; returns the messages sent."""
+        async with self.deps.uow() as uow:
+            b = await uow.broadcasts.get(broadcast_id)
+            if b is None or b.status is not BroadcastStatus.RUNNING:
+                return 0
+            # Left in flight by a sender that died: never sent again.
+            if await uow.broadcasts.settle_in_flight(broadcast_id, self.deps.now()):
+                await uow.commit()
+        message = Message(text=b.text)
+        interval = 1.0 / self.rate
+        next_at = self.monotonic()
+        sent = tried = after = 0
+        outcome: Outcome | None = None
+        while True:
+            timed_out = (deadline is not None and self.monotonic() >= deadline) or (
+                limit is not None and tried >= limit
+            )
+            async with self.deps.uow() as uow:
+                if outcome is not None:
+                    await self._record(uow, outcome)
+                    outcome = None
+                recipient = None
+                if not timed_out:
+                    recipient = await self._claim(uow, broadcast_id, after)
+                await uow.commit()
+            if recipient is None:
+                return sent
+            after = recipient.customer_id
+            wait = next_at - self.monotonic()
+            if wait > 0:
+                await self.sleep(wait)
+            outcome = await self._deliver(recipient, message)
+            tried += 1
+            sent += outcome[1] is RecipientStatus.SENT
+            next_at = max(next_at + interval, self.monotonic())
+
+    async def _claim(self, uow: UnitOfWork, broadcast_id: int, after: int) -> Recipient | None:
+        now = self.deps.now()
+        b = await uow.broadcasts.get(broadcast_id)
+        if b is None or b.status is not BroadcastStatus.RUNNING:
+            return None
+        recipient = await uow.broadcasts.next_recipient(broadcast_id, now, after)
+        if recipient is None and after:  # one more look from the start: rows put back
+            recipient = await uow.broadcasts.next_recipient(broadcast_id, now)
+        if recipient is None:
+            await uow.broadcasts.set_status(
+                broadcast_id, BroadcastStatus.RUNNING, BroadcastStatus.DONE, now
+            )
+            log.info("broadcast %s done", broadcast_id)
+        return recipient
+
+    async def _deliver(self, r: Recipient, message: Message) -> Outcome:
+        failures = 0
+        while True:
+            try:
+                await self.notifier.send(r.telegram_id, message)
+                return (r, RecipientStatus.SENT, None)
+            except RetryLaterError as e:
+                await self.sleep(e.retry_after)  # exactly what Telegram asked
+            except RecipientUnreachableError:
+                return (r, RecipientStatus.FAILED, "unreachable")
+            except MessageRejectedError as e:
+                return (r, RecipientStatus.FAILED, f"rejected: {e}")
+            except Exception as e:  # Telegram down or unreachable: back off, then give up
+                failures += 1
+                if failures > self.unavailable_retries:
+                    return (r, RecipientStatus.FAILED, f"{type(e).__name__}: {e}")
+                await self.sleep(min(2.0**failures, 60.0))
+
+    async def _record(self, uow: UnitOfWork, outcome: Outcome) -> None:
+        r, status, error = outcome
+        now = self.deps.now()
+        await uow.broadcasts.finish(r.broadcast_id, r.customer_id, status, now, error)
+        if error == "unreachable" and await uow.customers.set_unreachable(r.customer_id, True):
+            await record(
+                uow,
+                now,
+                Actor.system("telegram"),
+                "customer.unreachable",
+                f"customer:{r.customer_id}",
+            )

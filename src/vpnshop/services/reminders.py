@@ -1,0 +1,113 @@
+"""Expiry reminders: each subscription is told at each configured offset from its expiry,
+once per (subscription, offset, expiry); at expiry its panel user is brought up to date.
+
+A due-scan per offset walks the subscriptions in (expires_at, id) order from a cursor
+stored in the database (``job_cursors``), so one run reads only the subscriptions that
+became due since the last one: an index range scan whose cost follows the due work, not
+the size of the table. The outbox dedupe key carries the expiry, so an extension re-arms
+every reminder, and two replicas (or a run repeated after a kill -9) enqueue each reminder
+once: the cursor row is locked by the scan's transaction and the key is unique.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import attrs
+
+from vpnshop.domain.outbox import JobKind
+from vpnshop.domain.settlement import APPLY, Ref
+from vpnshop.ports.storage import UnitOfWork
+from vpnshop.ports.storage_jobs import DueSubscription, ScanCursor
+from vpnshop.services.deps import Deps, enqueue
+
+DAY = 86400
+
+
+def reminder_template(offset: int, is_trial: bool) -> str:
+    """The NOTIFY_CUSTOMER template of a reminder *offset* seconds before expiry."""
+    if offset > 0:
+        return "trial_ending" if is_trial else "subscription_expiring"
+    if offset == 0:
+        return "subscription_expired"
+    return "subscription_expired_reminder"
+
+
+def reminder_key(subscription_id: int, offset: int, expires_at: datetime) -> str:
+    return f"remind:{subscription_id}:{offset}:{int(expires_at.timestamp())}"
+
+
+def _params(due: DueSubscription, offset: int) -> dict[str, object]:
+    sub = due.subscription
+    params: dict[str, object] = {
+        "subscription_id": sub.id,
+        "expires_at": sub.expires_at.isoformat(),
+        "trial": sub.is_trial,
+    }
+    if offset > 0:
+        params["days_left"] = offset // DAY
+        params["hours_left"] = offset // 3600
+    elif offset < 0:
+        params["days_ago"] = -offset // DAY
+    return params
+
+
+@attrs.frozen
+class SendReminders:
+    """One run of the reminder scans; returns how many reminders it enqueued."""
+
+    deps: Deps
+    offsets: tuple[int, ...] = (3 * DAY, DAY, 0, -DAY)  # seconds before expiry
+    notify: bool = True  # False: only the at-expiry panel update
+    max_lateness: timedelta = timedelta(hours=6)
+    batch: int = 1000
+
+    async def __call__(self) -> int:
+        total = 0
+        # The at-expiry scan always runs: it brings the panel user up to date.
+        for offset in sorted({*self.offsets, 0}, reverse=True):
+            total += await self.scan(offset)
+        return total
+
+    async def scan(self, offset: int) -> int:
+        """Every subscription that reached *offset* before its expiry since the last run."""
+        name = f"remind:{offset}"
+        enqueued = 0
+        while True:
+            now = self.deps.now()
+            until = now + timedelta(seconds=offset)
+            # A scheduler back from a long outage does not send stale reminders.
+            floor: ScanCursor = (until - self.max_lateness, 0)
+            async with self.deps.uow() as uow:
+                cursor = max(await uow.cursors.claim(name, floor), floor)
+                found = await uow.subscriptions.due(cursor, until, limit=self.batch)
+                for due in found:
+                    enqueued += await self._one(uow, due, offset, now)
+                if found:
+                    last = found[-1].subscription
+                    assert last.id is not None
+                    await uow.cursors.move(name, (last.expires_at, last.id))
+                await uow.commit()
+            if found:
+                self.deps.kick()
+            if len(found) < self.batch:
+                return enqueued
+
+    async def _one(self, u: UnitOfWork, due: DueSubscription, offset: int, now: datetime) -> int:
+        sub = due.subscription
+        assert sub.id is not None
+        if offset == 0:
+            reason = f"expired:{int(sub.expires_at.timestamp())}"
+            await u.outbox.add(APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: reason}, now))
+        if not (self.notify and offset in self.offsets and due.reachable and sub.enabled):
+            return 0
+        added = await enqueue(
+            u,
+            now,
+            JobKind.NOTIFY_CUSTOMER,
+            reminder_key(sub.id, offset, sub.expires_at),
+            customer_id=sub.customer_id,
+            template=reminder_template(offset, sub.is_trial),
+            **_params(due, offset),
+        )
+        return int(added)
