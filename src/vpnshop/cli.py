@@ -48,6 +48,12 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     return await run_checks(settings, reach=args.reach, out=sys.stdout)
 
 
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from vpnshop.demo import run_demo
+
+    return await run_demo(sys.stdout)
+
+
 async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from vpnshop.adapters.storage.migrate import current_revision, upgrade
     from vpnshop.bootstrap import database
@@ -220,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("shell", choices=["all", "webhooks", "bot", "scheduler"])
     p.set_defaults(handler=cmd_run, database=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole shop offline: a scripted customer against emulators",
+        description="Run the shop (bot, webhook server, scheduler) in one process against "
+        "emulators of Telegram, Remnawave and every payment provider on 127.0.0.1, on a "
+        "temporary SQLite file: no configuration, no network. A scripted customer walks "
+        "through it (referral, trial, each provider, Stars, top-up, balance, promo code, "
+        "reminder, auto-renewal, refund); the chat and the final state are printed. Exits "
+        "0 only if every step checked out, 1 naming the failed step otherwise.",
+    )
+    p.set_defaults(handler=cmd_demo)
 
     db = sub.add_parser("db", help="database schema", description="Database schema commands.")
     dbsub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
