@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -49,8 +50,12 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
     from vpnshop.demo import run_demo
 
+    if "VPNSHOP_LOG_LEVEL" not in os.environ:  # the transcript is the output; logs on demand
+        logging.getLogger().setLevel(logging.WARNING)
     return await run_demo(sys.stdout)
 
 
