@@ -29,10 +29,11 @@ def parts_of(settings: Settings) -> list[str]:
     return ["webhooks", "scheduler", *(["bot"] if settings.bot_token is not None else [])]
 
 
-def describe(settings: Settings, name: str, url: str | None) -> str:
+def describe(settings: Settings, name: str, url: str | None, providers: list[str]) -> str:
     """One line of the startup summary: the part, where it listens, how it works."""
     if name == "webhooks":
-        return f"  webhooks   {url}  (providers post to {url}/webhooks/<provider>)"
+        shown = ", ".join(providers) or "none configured"
+        return f"  webhooks   {url}  (/webhooks/<provider>; providers: {shown})"
     if name == "scheduler":
         return f"  scheduler  {url}  (/healthz, /metrics; the outbox and the periodic jobs)"
     bot = settings.bot
@@ -88,7 +89,7 @@ async def _run_parts(
         def mark(value: object) -> None:
             urls[name] = value if isinstance(value, str) else None
             if len(urls) == len(parts):
-                announce(settings, parts, urls)
+                announce(settings, parts, urls, sorted(app.gateways))
 
         return mark
 
@@ -119,11 +120,13 @@ async def _awaited(part: Awaitable[None]) -> None:
     await part
 
 
-def announce(settings: Settings, parts: list[str], urls: dict[str, str | None]) -> None:
+def announce(
+    settings: Settings, parts: list[str], urls: dict[str, str | None], providers: list[str]
+) -> None:
     """What runs where, once every part is ready."""
     print(f"vpnshop run all: one process, database {_shown_db(settings)}", flush=False)
     for name in parts:
-        print(describe(settings, name, urls.get(name)), flush=False)
+        print(describe(settings, name, urls.get(name), providers), flush=False)
     if "bot" not in parts:
         print("  bot        off: VPNSHOP_BOT_TOKEN is not set", flush=False)
     print("Ctrl-C (or SIGTERM) stops all of it.", flush=True)

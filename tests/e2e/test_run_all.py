@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -127,3 +128,35 @@ async def test_run_all_without_a_token_runs_no_bot_and_imports_no_aiogram(tmp_pa
     assert shop.proc.returncode == 0, output
     assert "Traceback" not in output, output
     assert "aiogram imported: False" in output, output
+
+
+async def test_run_all_on_a_busy_port_names_the_setting_and_stops_every_part(
+    tmp_path: Path,
+) -> None:
+    """When the scheduler cannot listen, the process stops the parts that did start and
+    exits non-zero with one line naming VPNSHOP_SCHEDULER_PORT, no traceback."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    full = {k: v for k, v in os.environ.items() if not k.startswith("VPNSHOP_")}
+    full.update(VPNSHOP_WEBHOOKS_PORT="0", VPNSHOP_SCHEDULER_PORT=str(port))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vpnshop.cli",
+            "run",
+            "all",
+            env=full,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        busy.close()
+    assert proc.returncode == 1, out.decode() + err.decode()
+    assert f"VPNSHOP_SCHEDULER_PORT: cannot listen on 127.0.0.1:{port}" in err.decode()
+    assert "Traceback" not in out.decode() + err.decode()
+    assert "webhooks stopped" in err.decode()
