@@ -195,7 +195,7 @@ def journey(world: World, transcript: Transcript) -> list[Step]:
         alice.external()
         world.clock.travel_to(before.expires_at - timedelta(days=1) + timedelta(minutes=1))
         transcript.note("time travel: 1 day before expiry, when auto-renewal is due")
-        await alice.sees("renewed", "the auto-renewal notice")
+        await alice.sees("renewed automatically", "the auto-renewal notice")
         after = await alice.subscription()
         check(after.expires_at == before.expires_at + timedelta(days=30), "renewed for 30 days")
         left = await _balance(alice)
