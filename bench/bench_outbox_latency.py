@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -95,13 +96,71 @@ async def gather_bounded(jobs: Sequence[Callable[[], Awaitable[T]]], limit: int)
     return results
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of *pid* and its children, the exited ones included (PostgreSQL's
+    backends are children of the postmaster); 0 when it is gone."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # utime stime cutime cstime
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # a live child: its own time (cutime counts it once exited)
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+@attrs.define
+class CpuMeter:
+    """CPU seconds spent by each part of the run while the load lasts."""
+
+    pids: dict[str, int]
+    start: dict[str, float] = attrs.Factory(dict)
+    wall: float = 0.0
+
+    def begin(self) -> None:
+        self.start = {name: self._now(name) for name in self.pids}
+        self.start["load generator + panel emulator"] = time.process_time()
+        self.wall = time.perf_counter()
+
+    def _now(self, name: str) -> float:
+        return cpu_seconds(self.pids[name])
+
+    def report(self, payments: int) -> None:
+        wall = time.perf_counter() - self.wall
+        used = {name: self._now(name) - self.start[name] for name in self.pids}
+        used["load generator + panel emulator"] = (
+            time.process_time() - self.start["load generator + panel emulator"]
+        )
+        cores = os.cpu_count() or 1
+        print(f"   CPU over {wall:.1f} s ({cores} cores = {cores * wall:.0f} core-seconds):")
+        for name, secs in used.items():
+            print(
+                f"     {name:32s} {secs:6.1f} s = {secs / wall * 100:5.1f} % of a core,"
+                f" {secs / payments * 1000:5.2f} ms per payment"
+            )
+        total = sum(used.values())
+        print(
+            f"     {'all of the above':32s} {total:6.1f} s = {total / wall / cores * 100:5.1f} %"
+            f" of the machine; load average {os.getloadavg()[0]:.1f}"
+        )
+
+
 def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def webhooks_process(stack: AsyncExitStack, env: dict[str, str]) -> str:
-    """``vpnshop run webhooks`` in its own process; returns its base URL."""
+async def webhooks_process(stack: AsyncExitStack, env: dict[str, str]) -> tuple[str, int]:
+    """``vpnshop run webhooks`` in its own process; returns its base URL and pid."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("VPNSHOP_")}
     full.update(env)
     proc = await asyncio.create_subprocess_exec(
@@ -145,10 +204,10 @@ async def webhooks_process(stack: AsyncExitStack, env: dict[str, str]) -> str:
                 sys.stdout.write("   server: " + line.decode())
 
     pumping.append(asyncio.create_task(pump()))
-    return url
+    return url, proc.pid
 
 
-async def run(url: str, rate: float, seconds: float) -> None:
+async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
     n = int(rate * seconds)
     timings = Timings()
     async with AsyncExitStack() as stack:
@@ -195,7 +254,8 @@ async def run(url: str, rate: float, seconds: float) -> None:
         t0 = time.perf_counter()
         deliveries = await gather_bounded([functools.partial(prepare, i) for i in range(n)], 16)
         print(f"   prepared {n} pending payments in {time.perf_counter() - t0:.1f}s")
-        base = await webhooks_process(stack, env)
+        base, server_pid = await webhooks_process(stack, env)
+        meter = CpuMeter({"webhook server + its drain": server_pid, "PostgreSQL": postmaster})
         print(f"   webhook server (its own process, draining its own outbox): {base}")
 
         failures = 0
@@ -212,6 +272,7 @@ async def run(url: str, rate: float, seconds: float) -> None:
                         failures += 1
 
             tasks = []
+            meter.begin()
             start = time.perf_counter()
             for i, (telegram_id, body, headers) in enumerate(deliveries):
                 delay = start + i / rate - time.perf_counter()
@@ -226,6 +287,7 @@ async def run(url: str, rate: float, seconds: float) -> None:
             if time.perf_counter() - waited > DRAIN_GRACE:
                 break
             await asyncio.sleep(0.1)
+        meter.report(len(timings.committed) or 1)
         report(timings)
 
 
@@ -281,7 +343,8 @@ async def main() -> None:
                 await upgrade(engine)
             finally:
                 await engine.dispose()
-            await run(url, args.rate, args.seconds)
+            postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+            await run(url, args.rate, args.seconds, postmaster)
         finally:
             cluster.stop()
 

@@ -137,7 +137,7 @@ async def reach_database(settings: Settings) -> CheckLine:
     """Whether the database opens and its schema is current. A SQLite file that does not
     exist yet is not created here: the first command that uses it creates and migrates
     it (``check`` changes nothing)."""
-    from vpnshop.adapters.storage.migrate import current_revision, head_revision
+    from vpnshop.adapters.storage.migrate import HEAD_REVISION, current_revision
     from vpnshop.bootstrap import database
 
     path = sqlite_path(settings.database_url)
@@ -158,7 +158,7 @@ async def reach_database(settings: Settings) -> CheckLine:
         if line is None:
             raise
         return CheckLine("database", "FAIL", line)
-    head = head_revision()
+    head = HEAD_REVISION
     if current == head:
         return CheckLine("database", "ok", f"reachable, schema at {current}")
     if current is None and path is not None:

@@ -70,12 +70,12 @@ async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
-    from vpnshop.adapters.storage.migrate import current_revision, head_revision
+    from vpnshop.adapters.storage.migrate import HEAD_REVISION, current_revision
     from vpnshop.bootstrap import database
 
     async with database(settings) as engine:
         current = await current_revision(engine)
-    head = head_revision()
+    head = HEAD_REVISION
     print(f"current: {current or 'empty'}; newest: {head}")
     return 0 if current == head else 1
 

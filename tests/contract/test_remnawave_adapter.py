@@ -211,6 +211,28 @@ async def test_apply_is_idempotent(env: Env) -> None:
     assert "user.modified" not in env.emu.events()
 
 
+async def test_apply_fresh_creates_with_one_call(env: Env) -> None:
+    """A fresh access (no panel user linked yet) creates the user with a single request,
+    no lookup first."""
+    mark = env.mark()
+    user = await env.panel.apply(env.access(1, telegram_id=5, fresh=True))
+    assert [(r.method, r.path) for r in env.emu.requests[mark:]] == [("POST", "/api/users")]
+    assert user.username == env.panel.username_for(1)
+
+
+async def test_apply_fresh_adopts_a_user_whose_create_answer_was_lost(env: Env) -> None:
+    """A fresh access whose user exists already (an earlier create's answer was lost)
+    adopts that user: same key, no second user, nothing written when it matches."""
+    access = env.access(1, telegram_id=5, device_limit=2, description="d")
+    first = await env.panel.apply(access)
+    mark = env.mark()
+    again = await env.panel.apply(attrs.evolve(access, fresh=True))
+    assert again == first
+    assert env.emu.events().count("user.created") == 1
+    assert [r.method for r in env.emu.requests[mark:] if r.method in WRITES] == ["POST"]
+    assert "user.modified" not in env.emu.events()
+
+
 async def test_apply_updates_only_what_differs(env: Env) -> None:
     """Applying a changed access sends one PATCH with only the changed fields (never username, tag
     or status) and returns the updated user under the same key."""

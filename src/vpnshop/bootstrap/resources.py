@@ -23,7 +23,7 @@ from vpnshop.adapters.storage.engine import (
     is_sqlite,
     normalise_url,
 )
-from vpnshop.adapters.storage.migrate import current_revision, head_revision, upgrade
+from vpnshop.adapters.storage.migrate import HEAD_REVISION, current_revision, upgrade_if_behind
 from vpnshop.adapters.storage.settlers import payment_settler
 from vpnshop.adapters.storage.uow import sqlalchemy_uow_factory
 from vpnshop.bootstrap.app import App, Storage
@@ -50,14 +50,21 @@ async def prepare_database(engine: AsyncEngine, url: str) -> None:
     """The embedded SQLite default migrates itself; PostgreSQL must be upgraded by the
     operator (``vpnshop db upgrade``), so that several replicas never race a migration."""
     if is_sqlite(url):
-        await upgrade(engine)
+        await upgrade_if_behind(engine)
         return
-    current, head = await current_revision(engine), head_revision()
+    current, head = await current_revision(engine), HEAD_REVISION
     if current != head:
         raise SchemaOutOfDateError(
             f"the database schema is at {current or 'nothing'}, the code needs {head}: "
             "run `vpnshop db upgrade`"
         )
+
+
+def pool_size(settings: Settings) -> int:
+    """Connections the pool keeps: one per outbox job running at once (each holds one at
+    a time) plus ten for everything else. Fewer made the pool open and close an overflow
+    connection for most jobs under load (a PostgreSQL backend started per apply)."""
+    return settings.scheduler.outbox_concurrency + 10
 
 
 def open_engine(database_url: str, stack: AsyncExitStack, *, pool_size: int = 10) -> AsyncEngine:
@@ -179,7 +186,7 @@ async def bootstrap(
     *on_panel_call* hears the outcome of each HTTP call the built panel makes (the
     process's metrics)."""
     async with AsyncExitStack() as stack:
-        engine = open_engine(settings.database_url, stack)
+        engine = open_engine(settings.database_url, stack, pool_size=pool_size(settings))
         if migrate:
             await prepare_database(engine, normalise_url(settings.database_url))
         storage = open_storage(engine, stack)

@@ -78,6 +78,9 @@ class PanelAccess:
 
     ``key`` is the panel's primary key (3.x numeric id, 2.x uuid, as text) once the user
     exists; ``None`` means "create it". Applying the same access twice changes nothing.
+    ``fresh`` says the shop never linked a panel user to this subscription, so the user
+    most likely does not exist: it is created with one call, and looked up only if the
+    panel answers that the username is taken (a lost answer to an earlier create).
     """
 
     username: str
@@ -93,6 +96,7 @@ class PanelAccess:
     tag: str | None = None
     telegram_id: int | None = None
     email: str | None = None
+    fresh: bool = False
 
 
 @attrs.frozen

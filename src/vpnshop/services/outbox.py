@@ -92,12 +92,11 @@ class OutboxWorker:
         return await self._run(job, RunReport(), record_done=record_done)
 
     async def complete(self, job_ids: Sequence[int]) -> None:
-        """Record jobs as done, in one transaction."""
+        """Record jobs as done, in one transaction and one statement."""
         if not job_ids:
             return
         async with self.deps.uow() as uow:
-            for job_id in job_ids:
-                await uow.outbox.complete(job_id)
+            await uow.outbox.complete_many(job_ids)
             await uow.commit()
 
     async def run_once(self) -> RunReport:

@@ -58,6 +58,7 @@ class ApplySubscription:
                 customer_id=customer.id, subscription_id=sub.id
             ),
             telegram_id=customer.telegram_id,
+            fresh=sub.panel_key is None and sub.panel_username is None,
         )
         user = await self.panel.apply(access)
         if (user.key, user.username, user.subscription_url) != (

@@ -827,6 +827,10 @@ class _Outbox(_Repo):
     async def complete(self, job_id: int) -> None:
         self._set(job_id, JobStatus.DONE)
 
+    async def complete_many(self, job_ids: Sequence[int]) -> None:
+        for job_id in job_ids:
+            self._set(job_id, JobStatus.DONE)
+
     async def retry(self, job_id: int, due_at: datetime, error: str) -> None:
         self._set(job_id, JobStatus.PENDING, error, due_at)
 

@@ -124,6 +124,32 @@ async def test_outbox_retry_park_complete(uow_factory: Factory) -> None:
         assert again.attempts == 2
 
 
+async def test_outbox_complete_many_finishes_exactly_those_jobs(uow_factory: Factory) -> None:
+    """complete_many() marks every named job done, releases its lease and leaves the
+    others alone."""
+    async with uow_factory() as uow:
+        for key in ("a", "b", "c"):
+            await uow.outbox.add(new_job(key))
+        await uow.commit()
+    async with uow_factory() as uow:
+        ids = {j.dedupe_key: j.id for j in await uow.outbox.claim(T0, T0 + timedelta(minutes=1))}
+        await uow.outbox.complete_many([i for k, i in ids.items() if k != "b" and i is not None])
+        await uow.outbox.complete_many([])
+        await uow.commit()
+    async with uow_factory() as uow:
+        states = {}
+        for key, job_id in ids.items():
+            assert job_id is not None
+            job = await uow.outbox.get(job_id)
+            assert job is not None
+            states[key] = (job.status, job.locked_until is None)
+    assert states == {
+        "a": (JobStatus.DONE, True),
+        "b": (JobStatus.PENDING, False),
+        "c": (JobStatus.DONE, True),
+    }
+
+
 async def test_outbox_uncommitted_claim_is_rolled_back(uow_factory: Factory) -> None:
     """A claim in a unit of work that is not committed leaves the job free."""
     async with uow_factory() as uow:

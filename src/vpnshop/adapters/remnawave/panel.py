@@ -325,7 +325,7 @@ class RemnawavePanel:
                     access.username,
                 )
                 current = None
-        if current is None:
+        if current is None and not access.fresh:
             current = await line.get_by_username(access.username)
         if current is None:
             try:

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 Row = Any
@@ -29,8 +28,13 @@ class _Repo:
         self._pg = conn.dialect.name == "postgresql"
 
     def _insert(self, table: sa.Table) -> Any:
-        """A dialect insert, so ``on_conflict_do_nothing`` is available on both engines."""
-        return (postgresql.insert if self._pg else sqlite.insert)(table)
+        """A dialect insert, so ``on_conflict_do_nothing`` is available on both engines.
+        Imported here: a process imports only its own database's dialect."""
+        if self._pg:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        return insert(table)
 
     async def _one(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Row | None:
         return (await self._conn.execute(stmt, params)).first()

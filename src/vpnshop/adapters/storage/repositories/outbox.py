@@ -82,6 +82,14 @@ class SqlOutbox(_Repo):
     async def complete(self, job_id: int) -> None:
         await self._set(job_id, status=JobStatus.DONE.value, locked_until=None)
 
+    async def complete_many(self, job_ids: Sequence[int]) -> None:
+        if job_ids:
+            await self._conn.execute(
+                sa.update(t.outbox)
+                .where(t.outbox.c.id.in_(list(job_ids)))
+                .values(status=JobStatus.DONE.value, locked_until=None)
+            )
+
     async def retry(self, job_id: int, due_at: datetime, error: str) -> None:
         await self._set(job_id, due_at=due_at, last_error=error[:2000], locked_until=None)
 
