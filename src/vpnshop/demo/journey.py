@@ -32,6 +32,7 @@ PROMO = "🎟 Promo code"
 INVITE = "👥 Invite friends"
 PROMO_CODE = "WELCOME7"
 ADMIN = Actor.admin(1)
+ALICE, BOB = 1001, 2002  # Telegram ids
 
 Step = tuple[str, Callable[[], Awaitable[str]]]
 
@@ -39,8 +40,8 @@ Step = tuple[str, Callable[[], Awaitable[str]]]
 def journey(world: World, transcript: Transcript) -> list[Step]:
     """The steps, in order; each returns a one-line summary or raises StepFailed."""
     tg, app = world.tg, world.app
-    alice = Customer(tg.user(1001, "Alice"), app, transcript)
-    bob = Customer(tg.user(2002, "Bob"), app, transcript)
+    alice = Customer(tg.user(ALICE, "Alice"), app, transcript)
+    bob = Customer(tg.user(BOB, "Bob"), app, transcript)
     paid: dict[str, str] = {}  # provider -> payment id
 
     async def referral() -> str:

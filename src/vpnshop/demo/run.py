@@ -7,13 +7,11 @@ import sys
 import time
 from typing import TextIO
 
-from vpnshop.demo.journey import run_journey
+from vpnshop.demo.journey import ALICE, run_journey
 from vpnshop.demo.state import print_state
 from vpnshop.demo.steps import Steps
 from vpnshop.demo.transcript import Transcript
 from vpnshop.demo.world import demo_world
-
-ALICE = 1001
 
 
 async def run_demo(out: TextIO = sys.stdout) -> int:
@@ -31,9 +29,8 @@ async def run_demo(out: TextIO = sys.stdout) -> int:
             flush=True,
         )
         await run_journey(world, steps, transcript)
-        alice = world.tg.user(ALICE, "Alice")
-        transcript.catch_up(alice)
-        print("\n== The chat, as Alice saw it ==", file=out)
+        transcript.catch_up()
+        print("\n== The chat, as the customers saw it ==", file=out)
         transcript.print(out)
         print("\n== Final state ==", file=out)
         await print_state(world.app, ALICE, out)

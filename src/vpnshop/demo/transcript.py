@@ -10,9 +10,9 @@ import attrs
 from vpnshop.testing.telegram import ChatMessage, TgUser
 
 
-def render_message(m: ChatMessage, edited: bool) -> list[str]:
-    """A bot message: its text indented, then its buttons, one row a line."""
-    head = "bot (edited):" if edited else "bot:"
+def render_message(m: ChatMessage, to: str, edited: bool) -> list[str]:
+    """A bot message to *to*: its text indented, then its buttons, one row a line."""
+    head = f"bot to {to} (edited):" if edited else f"bot to {to}:"
     body = m.text if m.text is not None else (m.caption or "")
     if m.invoice is not None:
         inv = m.invoice
@@ -31,19 +31,23 @@ class Transcript:
     """Records a customer's actions and the bot's messages in the order they happened."""
 
     lines: list[str] = attrs.field(factory=list)
+    _users: dict[int, TgUser] = attrs.field(factory=dict)
     _seen: dict[tuple[int, int], int] = attrs.field(factory=dict)  # (chat, message) -> version
 
-    def catch_up(self, user: TgUser) -> None:
-        """Add the bot's messages sent or changed since the last look."""
-        changed = [
-            m
-            for m in user.chat.messages.values()
-            if m.from_bot and self._seen.get((m.chat_id, m.message_id), -1) < m.version
-        ]
-        for m in sorted(changed, key=lambda m: m.version):
-            key = (m.chat_id, m.message_id)
-            self.lines += render_message(m, edited=key in self._seen)
-            self._seen[key] = m.version
+    def catch_up(self, user: TgUser | None = None) -> None:
+        """Add the bot's messages sent or changed since the last look, in every chat."""
+        if user is not None:
+            self._users[user.id] = user
+        for u in self._users.values():
+            changed = [
+                m
+                for m in u.chat.messages.values()
+                if m.from_bot and self._seen.get((m.chat_id, m.message_id), -1) < m.version
+            ]
+            for m in sorted(changed, key=lambda m: m.version):
+                key = (m.chat_id, m.message_id)
+                self.lines += render_message(m, u.account.first_name, edited=key in self._seen)
+                self._seen[key] = m.version
 
     def action(self, user: TgUser, what: str) -> None:
         self.catch_up(user)
