@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0005"  # the newest file in migrations/versions; see the module docstring
+HEAD_REVISION = "0006"  # the newest file in migrations/versions; see the module docstring
 
 
 def alembic_config() -> Config:
