@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The developer entry point; needs nothing but Python 3.11+ and access to PyPI.
 
-    python3 dev.py run     # create .venv, install vpnshop, run the shop on embedded SQLite
+    python3 dev.py run     # create .venv, install vpnshop, run the offline demo of the shop
+    python3 dev.py run all # the real shop on embedded SQLite (`vpnshop run all`); Ctrl-C stops
     python3 dev.py test    # the whole suite: format, lint, types, architecture, docstrings, tests
     python3 dev.py bench   # the benchmarks in bench/
 
@@ -43,8 +44,12 @@ def ensure_venv() -> None:
 
 
 def run(args: list[str]) -> int:
+    """No arguments: ``vpnshop demo`` (the whole shop offline; it exits by itself).
+    Otherwise ``vpnshop run ARGS`` (``all``, ``webhooks``, ``bot``, ``scheduler``)."""
     ensure_venv()
-    return sh(BIN / "vpnshop", "run", *(args or ["all"]), check=False)
+    if not args:
+        return sh(BIN / "vpnshop", "demo", check=False)
+    return sh(BIN / "vpnshop", "run", *args, check=False)
 
 
 def test(args: list[str]) -> int:

@@ -30,7 +30,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vpnshop.adapters.ratelimit import MemoryRateLimiter, RedisRateLimiter
-from vpnshop.bootstrap import bootstrap
+from vpnshop.bootstrap import App, bootstrap
 from vpnshop.config import Settings, SettingUnusableError
 from vpnshop.config.bot import BotSettings
 from vpnshop.ports.ratelimit import RateLimiter
@@ -146,11 +146,18 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     ready: Callable[[Dispatcher], None] | None = None,
+    app: App | None = None,
 ) -> None:
-    """Run the bot until SIGTERM/SIGINT (or *stop* is set)."""
+    """Run the bot until SIGTERM/SIGINT (or *stop* is set).
+
+    Given an *app*, the bot is one part of a bigger process (``vpnshop run all``): the
+    caller owns the App and the signals."""
     if settings.bot_token is None:
         raise SettingUnusableError("VPNSHOP_BOT_TOKEN", "is not set: the bot needs its token")
     stop = stop or asyncio.Event()
+    if app is not None:
+        await serve_app(app, stop, ready=ready)
+        return
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -158,25 +165,33 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     try:
-        async with AsyncExitStack() as stack:
-            app = await stack.enter_async_context(bootstrap(settings))
-            limiter, storage = await open_shared(settings.bot, stack)
-            metrics = BotMetrics()
-            bot = make_bot(settings.bot_token.get(), settings.bot.api_url)
-            stack.push_async_callback(bot.session.close)
-            dp = build_dispatcher(
-                app, settings.bot, limiter=limiter, storage=storage, metrics=metrics
-            )
-            if (url := await start_metrics(metrics, settings.bot, stack)) is not None:
-                log.info("bot metrics at %s/metrics", url)
-            if ready is not None:
-                ready(dp)
-            if settings.bot.mode == "webhook":
-                await webhook(dp, bot, settings, stop, stack)
-            else:
-                await poll(dp, bot, stop)
-            log.info("bot stopping")
+        async with bootstrap(settings) as built:
+            await serve_app(built, stop, ready=ready)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def serve_app(
+    app: App, stop: asyncio.Event, *, ready: Callable[[Dispatcher], None] | None = None
+) -> None:
+    """Run the bot on *app* until *stop*; the App stays open."""
+    settings = app.settings
+    if settings.bot_token is None:
+        raise SettingUnusableError("VPNSHOP_BOT_TOKEN", "is not set: the bot needs its token")
+    async with AsyncExitStack() as stack:
+        limiter, storage = await open_shared(settings.bot, stack)
+        metrics = BotMetrics()
+        bot = make_bot(settings.bot_token.get(), settings.bot.api_url)
+        stack.push_async_callback(bot.session.close)
+        dp = build_dispatcher(app, settings.bot, limiter=limiter, storage=storage, metrics=metrics)
+        if (url := await start_metrics(metrics, settings.bot, stack)) is not None:
+            log.info("bot metrics at %s/metrics", url)
+        if ready is not None:
+            ready(dp)
+        if settings.bot.mode == "webhook":
+            await webhook(dp, bot, settings, stop, stack)
+        else:
+            await poll(dp, bot, stop)
+        log.info("bot stopping")
     log.info("bot stopped")

@@ -90,10 +90,19 @@ async def serve(
     stop: asyncio.Event | None = None,
     ready: Callable[[str], None] | None = None,
     registry: JobRegistry | None = None,
+    app: App | None = None,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Run the scheduler until SIGTERM/SIGINT (or *stop* is set); *ready* gets the URL
-    of /healthz and /metrics once they listen."""
+    of /healthz and /metrics once they listen.
+
+    Given an *app*, the scheduler is one part of a bigger process (``vpnshop run all``):
+    the caller owns the App and the signals, and sets *wake* (the App's kick) when its
+    commits enqueue outbox jobs."""
     stop = stop or asyncio.Event()
+    if app is not None:
+        await serve_app(app, stop, wake or asyncio.Event(), ready=ready, registry=registry)
+        return
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -102,48 +111,59 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     try:
-        async with bootstrap(settings, kick=wake.set) as app:
-            drain, runner = build(app, wake, registry)
-            runner_app = web.AppRunner(
-                create_app(drain, runner, BroadcastStatusQuery(app.deps).recent), access_log=None
-            )
-            await runner_app.setup()
-            sched = settings.scheduler
-            try:
-                await web.TCPSite(runner_app, sched.host, sched.port).start()
-            except OSError as exc:
-                await runner_app.cleanup()
-                raise SettingUnusableError(
-                    "VPNSHOP_SCHEDULER_PORT",
-                    f"cannot listen on {sched.host}:{sched.port}: {exc.strerror or exc}",
-                ) from None
-            host, port = runner_app.addresses[0][:2]
-            url = f"http://{host}:{port}"
-            tasks = [
-                asyncio.create_task(drain.run(stop), name="vpnshop-outbox"),
-                asyncio.create_task(runner.run(stop), name="vpnshop-periodic"),
-            ]
-            try:
-                log.info(
-                    "scheduler running; jobs: %s; /healthz and /metrics on %s",
-                    ", ".join(runner.registry.names()) or "none",
-                    url,
-                )
-                if ready is not None:
-                    ready(url)
-                stopped = asyncio.create_task(stop.wait())
-                # A loop that ends by itself is a bug; stop the rest rather than run half.
-                await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                stopped.cancel()
-                stop.set()
-                log.info("scheduler stopping: finishing the jobs in hand")
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await runner_app.cleanup()
+        async with bootstrap(settings, kick=wake.set) as built:
+            await serve_app(built, stop, wake, ready=ready, registry=registry)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def serve_app(
+    app: App,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    *,
+    ready: Callable[[str], None] | None = None,
+    registry: JobRegistry | None = None,
+) -> None:
+    """Drain *app*'s outbox and run its periodic jobs until *stop*; the App stays open."""
+    drain, runner = build(app, wake, registry)
+    progress = BroadcastStatusQuery(app.deps).recent
+    runner_app = web.AppRunner(create_app(drain, runner, progress), access_log=None)
+    await runner_app.setup()
+    sched = app.settings.scheduler
+    try:
+        await web.TCPSite(runner_app, sched.host, sched.port).start()
+    except OSError as exc:
+        await runner_app.cleanup()
+        raise SettingUnusableError(
+            "VPNSHOP_SCHEDULER_PORT",
+            f"cannot listen on {sched.host}:{sched.port}: {exc.strerror or exc}",
+        ) from None
+    host, port = runner_app.addresses[0][:2]
+    url = f"http://{host}:{port}"
+    tasks = [
+        asyncio.create_task(drain.run(stop), name="vpnshop-outbox"),
+        asyncio.create_task(runner.run(stop), name="vpnshop-periodic"),
+    ]
+    try:
+        log.info(
+            "scheduler running; jobs: %s; /healthz and /metrics on %s",
+            ", ".join(runner.registry.names()) or "none",
+            url,
+        )
+        if ready is not None:
+            ready(url)
+        stopped = asyncio.create_task(stop.wait())
+        # A loop that ends by itself is a bug; stop the rest rather than run half.
+        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        stop.set()
+        log.info("scheduler stopping: finishing the jobs in hand")
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner_app.cleanup()
     log.info("scheduler stopped")

@@ -120,12 +120,18 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     ready: Callable[[str], None] | None = None,
+    app: App | None = None,
 ) -> None:
     """Run the webhook server until SIGTERM/SIGINT (or *stop* is set).
 
     *ready* is called with the base URL once the socket listens (tests, supervisors).
+    Given an *app*, the server is one part of a bigger process (``vpnshop run all``): the
+    caller owns the App, the signals and the outbox drain, so none of them is touched here.
     """
     stop = stop or asyncio.Event()
+    if app is not None:
+        await serve_app(app, stop, ready=ready)
+        return
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -135,29 +141,44 @@ async def serve(
             installed.append(sig)
     try:
         metrics = WebhookMetrics()
-        async with bootstrap(settings, kick=wake.set, on_panel_call=metrics.panel_call) as app:
-            web_app = create_app(app, metrics=metrics, extra_routes=panel_routes(app))
-            web_app.cleanup_ctx.append(outbox_context(app, wake))
-            try:
-                runner, url = await start_site(
-                    web_app,
-                    settings.webhooks_host,
-                    settings.webhooks_port,
-                    header_timeout=settings.webhooks_header_timeout,
-                    keepalive_timeout=settings.webhooks_keepalive_timeout,
-                )
-            except OSError as exc:  # busy port, unknown host: the operator's to fix
-                raise listen_error(settings, exc) from None
-            try:
-                enabled = ", ".join(sorted(app.gateways)) or "none"
-                log.info("webhooks listening on %s; providers: %s", url, enabled)
-                if ready is not None:
-                    ready(url)
-                await stop.wait()
-                log.info("webhooks stopping: finishing in-flight requests")
-            finally:
-                await runner.cleanup()
+        async with bootstrap(settings, kick=wake.set, on_panel_call=metrics.panel_call) as built:
+            await serve_app(built, stop, ready=ready, metrics=metrics, wake=wake)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def serve_app(
+    app: App,
+    stop: asyncio.Event,
+    *,
+    ready: Callable[[str], None] | None = None,
+    metrics: WebhookMetrics | None = None,
+    wake: asyncio.Event | None = None,
+) -> None:
+    """Serve *app*'s webhooks until *stop*; with *wake*, also drain the outbox (woken by
+    it). The App stays open."""
+    settings = app.settings
+    web_app = create_app(app, metrics=metrics, extra_routes=panel_routes(app))
+    if wake is not None:
+        web_app.cleanup_ctx.append(outbox_context(app, wake))
+    try:
+        runner, url = await start_site(
+            web_app,
+            settings.webhooks_host,
+            settings.webhooks_port,
+            header_timeout=settings.webhooks_header_timeout,
+            keepalive_timeout=settings.webhooks_keepalive_timeout,
+        )
+    except OSError as exc:  # busy port, unknown host: the operator's to fix
+        raise listen_error(settings, exc) from None
+    try:
+        enabled = ", ".join(sorted(app.gateways)) or "none"
+        log.info("webhooks listening on %s; providers: %s", url, enabled)
+        if ready is not None:
+            ready(url)
+        await stop.wait()
+        log.info("webhooks stopping: finishing in-flight requests")
+    finally:
+        await runner.cleanup()
     log.info("webhooks stopped")

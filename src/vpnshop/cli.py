@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -46,6 +47,16 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from vpnshop.checks import run_checks
 
     return await run_checks(settings, reach=args.reach, out=sys.stdout)
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from vpnshop.demo import run_demo
+
+    if "VPNSHOP_LOG_LEVEL" not in os.environ:  # the transcript is the output; logs on demand
+        logging.getLogger().setLevel(logging.WARNING)
+    return await run_demo(sys.stdout)
 
 
 async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -213,11 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="run the shop's processes",
-        description="Run a shell: webhooks (the webhook server), or all (prepare the "
-        "embedded shop and check it). The bot and scheduler shells are not written yet.",
+        description="Run a shell: webhooks (the webhook server), bot (the Telegram bot), "
+        "scheduler (the outbox and the periodic jobs), or all: the three in one process "
+        "on one database (the bot only when VPNSHOP_BOT_TOKEN is set), after preparing the "
+        "embedded shop (database, example plans) and checking the configuration.",
     )
     p.add_argument("shell", choices=["all", "webhooks", "bot", "scheduler"])
     p.set_defaults(handler=cmd_run, database=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole shop offline: a scripted customer against emulators",
+        description="Run the shop (bot, webhook server, scheduler) in one process against "
+        "emulators of Telegram, Remnawave and every payment provider on 127.0.0.1, on a "
+        "temporary SQLite file: no configuration, no network. A scripted customer walks "
+        "through it (referral, trial, each provider, Stars, top-up, balance, promo code, "
+        "reminder, auto-renewal, refund); the chat and the final state are printed. Exits "
+        "0 only if every step checked out, 1 naming the failed step otherwise.",
+    )
+    p.set_defaults(handler=cmd_demo)
 
     db = sub.add_parser("db", help="database schema", description="Database schema commands.")
     dbsub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)

@@ -2,7 +2,9 @@
 
 The library imports no shell: a shell registers its ``serve(settings)`` coroutine under
 the ``vpnshop.shells`` entry-point group (``[project.entry-points]`` in pyproject.toml),
-and is found here by name when it is installed.
+and is found here by name when it is installed. ``serve(settings, app=App, stop=Event,
+ready=...)`` runs the shell as one part of a bigger process (``vpnshop run all``,
+``vpnshop.runall``): on the caller's App, stopping with the caller's event.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
+from typing import Any
 
 from vpnshop.config import Settings
 
 SHELLS_GROUP = "vpnshop.shells"
 
-Serve = Callable[[Settings], Awaitable[None]]
+Serve = Callable[..., Awaitable[None]]
 
 
 def installed_shells() -> dict[str, Serve]:
@@ -30,8 +33,8 @@ class _Lazy:
     def __init__(self, load: Callable[[], Serve]) -> None:
         self._load = load
 
-    def __call__(self, settings: Settings) -> Awaitable[None]:
-        return self._load()(settings)
+    def __call__(self, settings: Settings, **parts: Any) -> Awaitable[None]:
+        return self._load()(settings, **parts)
 
 
 async def prepare_embedded(settings: Settings) -> None:
@@ -49,16 +52,10 @@ async def prepare_embedded(settings: Settings) -> None:
 
 
 async def run(settings: Settings, shell: str) -> int:
-    from vpnshop.checks import run_checks
-
     if shell == "all":
-        await prepare_embedded(settings)
-        status = await run_checks(settings, reach=True, out=sys.stdout)
-        print(
-            "`vpnshop run all` does not start the shells yet: run the webhook server "
-            "with `vpnshop run webhooks`"
-        )
-        return status
+        from vpnshop.runall import run_all
+
+        return await run_all(settings)
     serve = installed_shells().get(shell)
     if serve is None:
         print(
