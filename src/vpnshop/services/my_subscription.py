@@ -96,9 +96,12 @@ class GetSubscriptionDetails:
         """With *devices* False the panel is asked for the user only (a screen that shows
         no device list needs one panel call)."""
         now = self.deps.now()
-        async with self.deps.reader() as uow:
+
+        async def read(uow: UnitOfWork) -> tuple[Subscription, PanelUserView | None]:
             sub = await owned_subscription(uow, customer_id, subscription_id)
-            cached = await uow.panel_users.get(subscription_id)
+            return sub, await uow.panel_users.get(subscription_id)
+
+        sub, cached = await self.deps.run_read(read)
         assert sub.id is not None
         base = SubscriptionDetails(
             id=sub.id,

@@ -67,6 +67,10 @@ class SqlAlchemyUnitOfWork:
         except (OperationalError, OSError, DBAPIError) as e:
             raise StorageUnavailableError(str(e)) from e
         self._conn = conn
+        self._bind(conn)
+        return self
+
+    def _bind(self, conn: AsyncConnection) -> None:
         self.customers = SqlCustomers(conn)
         self.plans = SqlPlans(conn)
         self.subscriptions = SqlSubscriptions(conn)
@@ -81,7 +85,6 @@ class SqlAlchemyUnitOfWork:
         self.outbox = SqlOutbox(conn)
         self.panel_users = SqlPanelUsers(conn)
         self.leases = SqlLeases(conn)
-        return self
 
     async def __aexit__(
         self,
