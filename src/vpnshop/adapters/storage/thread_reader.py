@@ -3,17 +3,18 @@
 Through aiosqlite every statement is several hops between the event loop and the
 connection's thread (cursor, execute, fetch, close), and so are BEGIN and ROLLBACK: a
 screen of four reads made ~25 hops, and under load each hop waits for the loop. Here the
-whole read (the use case's function over a unit of work) runs on a thread with its own
-event loop over synchronous pysqlite connections, like ``settle_sqlite`` runs a batch:
+whole read (the use case's function over a unit of work) runs on a thread of its own
+over synchronous pysqlite connections, like ``settle_sqlite`` runs a batch:
 one hop there, one back. The function must touch nothing but the unit of work (no
 panel, no objects of the caller's loop); the repositories are the usual ones, over a
-connection whose ``execute`` runs at once on that thread."""
+connection whose ``execute`` runs at once on that thread, so the function's coroutine
+completes in one step there, without an event loop."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -47,48 +48,89 @@ class _ReadUnitOfWork(SqlAlchemyUnitOfWork):
 
 class ThreadReader:
     """``await reader(fn)``: ``fn(uow)`` in one read-only transaction (a WAL snapshot,
-    no write lock) on the reader thread; its result or its exception comes back."""
+    no write lock) on the reader thread; its result or its exception comes back.
+
+    Reads asked for while the thread is busy go together in its next trip (one hop for
+    the batch, each read still in its own transaction). *fn*'s coroutine is driven to
+    its end in one step: a read that waits on anything (the panel, a sleep) is our bug
+    and fails with RuntimeError."""
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._engine: sa.Engine | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[Callable[[UnitOfWork], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._busy = False
 
     async def __call__(self, fn: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-        loop = self._loop or self._start()
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._read(fn), loop))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
 
-    async def _read(self, fn: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self._engine = create_sync_reader_engine(self._url)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="vpnshop-sqlite-reader")
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self._thread, self._run_batch, [fn for fn, _ in batch]
+                    )
+                except Exception as e:  # the connection could not be had: all fail alike
+                    outcomes = [(False, e)] * len(batch)
+                except BaseException:  # cancelled (shutting down): so are the callers
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue  # its caller was cancelled
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._busy = False
+
+    def _run_batch(
+        self, fns: list[Callable[[UnitOfWork], Awaitable[Any]]]
+    ) -> list[tuple[bool, Any]]:
         assert self._engine is not None
-        with self._engine.connect() as conn:  # rolls back on the way out
-            conn.begin()
-            return await fn(_ReadUnitOfWork(conn))
-
-    def _start(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                self._engine = create_sync_reader_engine(self._url)
-                loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=loop.run_forever, name="vpnshop-sqlite-reader", daemon=True
-                )
-                self._thread.start()
-                self._loop = loop
-            return self._loop
+        outcomes: list[tuple[bool, Any]] = []
+        with self._engine.connect() as conn:
+            for fn in fns:
+                try:
+                    conn.begin()
+                    try:
+                        outcomes.append((True, _drive(fn(_ReadUnitOfWork(conn)))))
+                    finally:
+                        conn.rollback()
+                except Exception as e:
+                    outcomes.append((False, e))
+        return outcomes
 
     async def aclose(self) -> None:
         """Close the connections and stop the thread (a reader never used has none)."""
-        loop, thread, engine = self._loop, self._thread, self._engine
-        if loop is None or thread is None or engine is None:
+        thread, engine = self._thread, self._engine
+        self._thread = self._engine = None
+        if thread is None or engine is None:
             return
-        self._loop = None
+        await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+        thread.shutdown(wait=False)
 
-        async def dispose() -> None:
-            engine.dispose()
 
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(dispose(), loop))
-        loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join)
-        loop.close()
+def _drive(awaitable: Awaitable[T]) -> T:
+    """Run a coroutine that never suspends (its statements run at once) to its end."""
+    coro = cast(Coroutine[Any, Any, T], awaitable)
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coro.close()
+    raise RuntimeError("a read on the reader thread may only wait on its unit of work")
