@@ -11,6 +11,7 @@ always reads the database (and refreshes the entry)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from vpnshop.domain.customer import Customer
 
@@ -18,21 +19,22 @@ MAX_CACHED = 100_000  # users; expired entries are dropped when it is reached
 
 
 class CustomerCache:
-    def __init__(self, ttl: float = 30.0) -> None:
+    def __init__(self, ttl: float = 30.0, now: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
+        self.now = now
         self._entries: dict[int, tuple[float, Customer]] = {}  # telegram id -> (expiry, it)
 
     def get(self, telegram_id: int) -> Customer | None:
         entry = self._entries.get(telegram_id)
         if entry is None:
             return None
-        if entry[0] <= time.monotonic():
+        if entry[0] <= self.now():
             del self._entries[telegram_id]
             return None
         return entry[1]
 
     def put(self, customer: Customer) -> None:
-        now = time.monotonic()
+        now = self.now()
         if len(self._entries) >= MAX_CACHED:
             self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
         self._entries[customer.telegram_id] = (now + self.ttl, customer)
