@@ -104,15 +104,17 @@ class ThreadReader:
         assert self._engine is not None
         outcomes: list[tuple[bool, Any]] = []
         with self._engine.connect() as conn:
+            # One snapshot for the batch: taken after each of its reads was asked for, so
+            # as fresh as a transaction of its own; a failed read gets the next one a new.
             for fn in fns:
                 try:
-                    conn.begin()
-                    try:
-                        outcomes.append((True, _drive(fn(_ReadUnitOfWork(conn)))))
-                    finally:
-                        conn.rollback()
+                    if not conn.in_transaction():
+                        conn.begin()
+                    outcomes.append((True, _drive(fn(_ReadUnitOfWork(conn)))))
                 except Exception as e:
                     outcomes.append((False, e))
+                    if conn.in_transaction():
+                        conn.rollback()
         return outcomes
 
     async def aclose(self) -> None:
