@@ -40,6 +40,31 @@ async def test_banned_user_gets_one_message_and_nothing_happens(shop: BotShop) -
         assert not await uow.trials.used(cid)
 
 
+async def test_a_ban_made_elsewhere_applies_within_the_cache_ttl(shop: BotShop) -> None:
+    """A ban written by another process stops a customer's button presses once their
+    cached entry is older than the cache's TTL, without a /start."""
+    alice = shop.user(1001, "Alice")
+    cache = shop.dp["ctx"].customers
+    clock = [0.0]
+    cache.now = lambda: clock[0]
+    await alice.start()
+    await alice.reply()  # the customer is cached now, at time 0
+    await alice.send("/menu")
+    menu = await alice.reply()
+    async with shop.app.deps.uow() as uow:
+        customer = await uow.customers.by_telegram_id(alice.id)
+        assert customer is not None
+        await uow.customers.update(customer.banned_as(True))
+        await uow.commit()
+    clock[0] = cache.ttl + 0.001
+    query = await alice.press("🎁 Free trial", menu)
+    await answered(query)
+    assert "blocked" in (query.text or "")
+    cid = await shop.customer_id(alice.id)
+    async with shop.app.deps.uow() as uow:
+        assert not await uow.trials.used(cid)
+
+
 @pytest.mark.parametrize("shared", ["memory", "redis"])
 async def test_throttling_drops_updates_with_one_polite_message(
     database_url: str, shared: str, request: pytest.FixtureRequest

@@ -122,6 +122,18 @@ async def test_language_switch_is_stored(shop: BotShop) -> None:
     assert "С возвращением" in (await alice.reply()).text
 
 
+async def test_language_switch_applies_to_the_next_button_at_once(shop: BotShop) -> None:
+    """After a switch the very next button press is answered in the new language (the
+    process's customer cache forgets the old one)."""
+    alice = await started(shop, 1001, language_code="en")
+    await alice.press("🌐 Language")
+    await alice.reply()
+    await alice.press("Русский")
+    await alice.reply()
+    await alice.press("🌐 Язык")
+    assert "Выберите язык" in (await alice.reply()).text
+
+
 async def test_ukrainian_client_gets_russian(shop: BotShop) -> None:
     """A uk client is greeted in Russian, a German one in English."""
     olena = await started(shop, 1001, "Olena", language_code="uk")

@@ -61,6 +61,17 @@ async def test_details_combine_store_and_panel(j: Journeys) -> None:
     assert [d.hwid for d in details.devices] == ["hw-1", "hw-2"]
 
 
+async def test_details_of_the_newest_when_no_id_is_given(j: Journeys) -> None:
+    """Without a subscription id the details are of the customer's newest subscription,
+    and a customer without one gets SubscriptionNotFoundError."""
+    cid, sub_id, _ = await trial_on_panel(j, 4005)
+    details = await j.details(cid, None)
+    assert details.id == sub_id and details.panel is PanelState.LIVE
+    other = await j.start(4006)
+    with pytest.raises(SubscriptionNotFoundError):
+        await j.details(other, None)
+
+
 async def test_details_without_devices_ask_the_panel_once(j: Journeys) -> None:
     """Details without the device list make one panel call and still give live usage."""
     cid, sub_id, key = await trial_on_panel(j, 4010)

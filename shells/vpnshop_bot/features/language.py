@@ -36,6 +36,7 @@ def setup(menu: MenuRegistry) -> Router:
         await query.answer()
         assert customer.id is not None
         await journeys.set_language(customer.id, callback_data.code)
+        ctx.customers.forget(customer.telegram_id)  # the next update reads the new language
         tr = Translator(callback_data.code)
         text, markup = await home_screen(ctx, journeys, customer, tr)
         await show(query, f"{tr('lang.switched')}\n\n{text}", markup)

@@ -98,12 +98,12 @@ def setup(menu: MenuRegistry) -> Router:
     ) -> None:
         await query.answer()
         assert customer.id is not None
-        home = await journeys.home(customer.id)
-        if home.subscription is None:
+        try:  # the newest one, found in the same read as its details
+            d = await journeys.subscription_details(customer.id, None, devices=True)
+        except SubscriptionNotFoundError:
             await show(query, tr("sub.none"), back_only(tr))
             return
-        sid = home.subscription.id
-        await guarded(query, tr, sid, view(query, journeys, customer.id, sid, tr))
+        await show(query, details_text(tr, d), kb.subscription(tr, d))
 
     @router.callback_query(kb.Sub.filter(F.a.in_({"v", "on", "off"})))
     async def open_or_toggle(

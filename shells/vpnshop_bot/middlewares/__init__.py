@@ -27,7 +27,7 @@ ORDER = (
 
 def install(dp: Dispatcher, ctx: BotContext) -> None:
     """Put the middlewares on *dp* in the documented order."""
-    dp.update.outer_middleware(RegistrationMiddleware())
+    dp.update.outer_middleware(RegistrationMiddleware(ctx.customers))
     dp.update.outer_middleware(LanguageMiddleware())
     dp.update.outer_middleware(BanMiddleware(ctx))
     dp.update.outer_middleware(ThrottleMiddleware(ctx))

@@ -12,7 +12,7 @@ from vpnshop.ports.notifier import Notifier
 from vpnshop.ports.panel import PanelWebhookVerifier, VpnPanel
 from vpnshop.ports.payments import PaymentGateway
 from vpnshop.ports.settlement import BatchStats, PaymentSettler
-from vpnshop.ports.storage import UnitOfWork
+from vpnshop.ports.storage import ReadRunner, UnitOfWork
 from vpnshop.services.balance_payments import PayFromBalance
 from vpnshop.services.checkout import StartCheckout
 from vpnshop.services.confirmation import ConfirmPayment
@@ -42,6 +42,7 @@ class Storage:
     engine: AsyncEngine | None = None  # None for the in-memory store
     # Read-only units of work that do not wait for the writer (SQLite); None: use ``uow``.
     read_uow: Callable[[], UnitOfWork] | None = None
+    read_runner: ReadRunner | None = None  # whole reads in one hop (SQLite); None: read_uow
 
     def __call__(self) -> UnitOfWork:
         return self.uow()

@@ -25,6 +25,7 @@ from vpnshop.adapters.storage.engine import (
 )
 from vpnshop.adapters.storage.migrate import HEAD_REVISION, current_revision, upgrade_if_behind
 from vpnshop.adapters.storage.settlers import payment_settler
+from vpnshop.adapters.storage.thread_reader import ThreadReader
 from vpnshop.adapters.storage.uow import sqlalchemy_uow_factory
 from vpnshop.bootstrap.app import App, Storage
 from vpnshop.bootstrap.wiring import wire
@@ -81,14 +82,18 @@ def open_storage(engine: AsyncEngine, stack: AsyncExitStack) -> Storage:
     if settler is not None:
         stack.push_async_callback(settler.aclose)
     reader = create_reader_engine(engine.url.render_as_string(hide_password=False))
+    runner = None
     if reader is not None:
         stack.push_async_callback(reader.dispose)
+        runner = ThreadReader(engine.url.render_as_string(hide_password=False))
+        stack.push_async_callback(runner.aclose)
     return Storage(
         uow=sqlalchemy_uow_factory(engine),
         settler=settler,
         settle_stats=settler.group if settler is not None else None,
         engine=engine,
         read_uow=sqlalchemy_uow_factory(reader) if reader is not None else None,
+        read_runner=runner,
     )
 
 

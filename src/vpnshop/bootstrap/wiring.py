@@ -122,7 +122,14 @@ def wire(
     if not isinstance(storage, Storage):
         storage = Storage(storage)
     gateways = dict(gateways or {})
-    deps = Deps(uow=storage, clock=clock, ids=ids, kick=kick, read=storage.read_uow)
+    deps = Deps(
+        uow=storage,
+        clock=clock,
+        ids=ids,
+        kick=kick,
+        read=storage.read_uow,
+        read_runner=storage.read_runner,
+    )
     naming = (
         PanelNaming(username_template=settings.panel.username_template)
         if settings.panel is not None

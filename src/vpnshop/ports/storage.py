@@ -16,10 +16,10 @@ Contract (the same for the in-memory fake, SQLite and PostgreSQL, proven by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self, TypeVar, runtime_checkable
 
 import attrs
 
@@ -475,6 +475,15 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+_T = TypeVar("_T")
+
+
+class ReadRunner(Protocol):
+    """Runs ``fn(uow)`` in one read-only unit of work, wherever the store reads fastest
+    (SQLite: on a thread of its own, in one hop). *fn* may use nothing but *uow*: it may
+    run on another thread's event loop. Nothing may be written."""
+
+    def __call__(self, fn: Callable[[UnitOfWork], Awaitable[_T]]) -> Awaitable[_T]: ...
 
 
 @runtime_checkable

@@ -68,8 +68,7 @@ class RegisterCustomer:
         """Returns the customer and whether they were created by this call."""
         now = self.deps.now()
         # Every update of a known customer comes here: look without the write lock first.
-        async with self.deps.reader() as uow:
-            existing = await uow.customers.by_telegram_id(telegram_id)
+        existing = await self.deps.run_read(lambda uow: uow.customers.by_telegram_id(telegram_id))
         if existing is not None:
             return existing, False
         async with self.deps.uow() as uow:

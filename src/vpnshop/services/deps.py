@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -12,7 +12,9 @@ from vpnshop.domain.actor import Actor
 from vpnshop.domain.audit import AuditEntry
 from vpnshop.domain.outbox import OutboxJob
 from vpnshop.ports.clock import Clock, IdGenerator
-from vpnshop.ports.storage import UnitOfWork, UnitOfWorkFactory
+from vpnshop.ports.storage import ReadRunner, UnitOfWork, UnitOfWorkFactory
+
+T = TypeVar("T")
 
 
 def no_kick() -> None:
@@ -35,6 +37,9 @@ class Deps:
     # Units of work for reads only, which need not queue behind writers (SQLite's one
     # writer connection); None: reads use ``uow`` too. Nothing may be written in one.
     read: UnitOfWorkFactory | None = None
+    # Where ``run_read`` runs a whole read at once (SQLite: one hop to a thread); None:
+    # in a ``reader()`` unit of work on this loop.
+    read_runner: ReadRunner | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -42,6 +47,14 @@ class Deps:
     def reader(self) -> UnitOfWork:
         """A unit of work for reading only (see ``read``)."""
         return (self.read or self.uow)()
+
+    async def run_read(self, fn: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """``fn(uow)`` in one read-only unit of work; *fn* may use nothing but *uow* (it
+        may run on the store's reader thread). The hot screens read this way."""
+        if self.read_runner is not None:
+            return await self.read_runner(fn)
+        async with self.reader() as uow:
+            return await fn(uow)
 
 
 async def record(

@@ -9,6 +9,7 @@ import attrs
 from vpnshop.domain.errors import NotFoundError, PromoError
 from vpnshop.domain.money import Currency, Money
 from vpnshop.domain.subscription import Subscription, SubscriptionStatus
+from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.deps import Deps
 from vpnshop.services.pricing import usable_promo
 from vpnshop.services.subscriptions import TrialSettings
@@ -77,7 +78,8 @@ class GetHome:
 
     async def __call__(self, customer_id: int) -> Home:
         now = self.deps.now()
-        async with self.deps.reader() as uow:
+
+        async def read(uow: UnitOfWork) -> Home:
             customer = await uow.customers.get(customer_id)
             if customer is None:
                 raise NotFoundError(f"customer {customer_id}")
@@ -91,11 +93,14 @@ class GetHome:
                     discount = KeptDiscount(promo.code, promo.value)
                 except PromoError:
                     discount = None
-        return Home(
-            customer_id=customer_id,
-            language=customer.language,
-            subscriptions=tuple(SubscriptionSummary.of(s, now) for s in subs),
-            trial_available=self.trial.enabled and not trial_used,
-            balances=tuple(balances),
-            discount=discount,
-        )
+            return Home(
+                customer_id=customer_id,
+                language=customer.language,
+                subscriptions=tuple(SubscriptionSummary.of(s, now) for s in subs),
+                trial_available=self.trial.enabled and not trial_used,
+                balances=tuple(balances),
+                discount=discount,
+            )
+
+        # Every menu screen comes here: the whole read in one trip to the store.
+        return await self.deps.run_read(read)

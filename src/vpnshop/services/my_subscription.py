@@ -91,14 +91,26 @@ class GetSubscriptionDetails:
     panel: VpnPanel | None
 
     async def __call__(
-        self, customer_id: int, subscription_id: int, *, devices: bool = True
+        self, customer_id: int, subscription_id: int | None, *, devices: bool = True
     ) -> SubscriptionDetails:
         """With *devices* False the panel is asked for the user only (a screen that shows
-        no device list needs one panel call)."""
+        no device list needs one panel call). *subscription_id* None: the customer's
+        newest (the menu's "My subscription"), SubscriptionNotFoundError if they have
+        none; found in the same read as the rest."""
         now = self.deps.now()
-        async with self.deps.reader() as uow:
-            sub = await owned_subscription(uow, customer_id, subscription_id)
-            cached = await uow.panel_users.get(subscription_id)
+
+        async def read(uow: UnitOfWork) -> tuple[Subscription, PanelUserView | None]:
+            if subscription_id is None:
+                subs = await uow.subscriptions.for_customer(customer_id)
+                if not subs:
+                    raise SubscriptionNotFoundError(f"customer {customer_id} has none")
+                sub = subs[0]
+            else:
+                sub = await owned_subscription(uow, customer_id, subscription_id)
+            assert sub.id is not None
+            return sub, await uow.panel_users.get(sub.id)
+
+        sub, cached = await self.deps.run_read(read)
         assert sub.id is not None
         base = SubscriptionDetails(
             id=sub.id,

@@ -43,11 +43,13 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     return engine
 
 
-def _report_unavailable(engine: AsyncEngine) -> None:
+def _report_unavailable(engine: AsyncEngine | sa.Engine) -> None:
     """A lost or refused connection, at any statement, surfaces as the port's
     StorageUnavailableError, so shells answer "try again later" (HTTP 503) for it alone."""
 
-    @event.listens_for(engine.sync_engine, "handle_error")
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "handle_error")
     def _translate(ctx: ExceptionContext) -> None:
         original = ctx.original_exception
         if not isinstance(original, Exception):
@@ -96,8 +98,30 @@ def create_reader_engine(url: str, *, pool_size: int = 4) -> AsyncEngine | None:
     engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30}
     )
+    _read_only(engine.sync_engine)
+    _report_unavailable(engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_sync_reader_engine(url: str) -> sa.Engine:
+    """The same read-only SQLite connections as ``create_reader_engine``'s, driven
+    synchronously (pysqlite) by a thread of their own (``ThreadReader``). One connection
+    normally; more only if reads on that thread ever overlap."""
+    u = make_url(normalise_url(url)).set(drivername="sqlite+pysqlite")
+    engine = sa.create_engine(
+        u,
+        pool_size=1,
+        max_overflow=8,
+        pool_timeout=60,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+    _read_only(engine)
+    _report_unavailable(engine)
+    return engine
+
+
+def _read_only(sync_engine: sa.Engine) -> None:
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -105,12 +129,9 @@ def create_reader_engine(url: str, *, pool_size: int = 4) -> AsyncEngine | None:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN")  # deferred: a snapshot, no write lock
-
-    _report_unavailable(engine)
-    return engine
 
 
 # What every SQLite connection to a shop's file runs first: the engine's and the payment

@@ -71,6 +71,10 @@ class SqlAlchemyUnitOfWork:
         except (OperationalError, OSError, DBAPIError) as e:
             raise StorageUnavailableError(str(e)) from e
         self._conn = conn
+        self._bind(conn)
+        return self
+
+    def _bind(self, conn: AsyncConnection) -> None:
         self.customers = SqlCustomers(conn)
         self.plans = SqlPlans(conn)
         self.subscriptions = SqlSubscriptions(conn)
@@ -87,7 +91,6 @@ class SqlAlchemyUnitOfWork:
         self.cursors = SqlCursors(conn)
         self.broadcasts = SqlBroadcasts(conn)
         self.leases = SqlLeases(conn)
-        return self
 
     async def __aexit__(
         self,
