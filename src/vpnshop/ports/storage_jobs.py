@@ -100,6 +100,13 @@ class BroadcastRepository(Protocol):
         on every claim until a vacuum)."""
         ...
 
+    async def claim_recipients(
+        self, broadcast_id: int, now: datetime, after: int, limit: int
+    ) -> list[Recipient]:
+        """Atomic. ``next_recipient`` for up to *limit* recipients at once, in customer id
+        order: one statement for a sender's batch."""
+        ...
+
     async def finish(
         self,
         broadcast_id: int,

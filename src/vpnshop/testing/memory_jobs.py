@@ -135,16 +135,23 @@ class MemoryBroadcasts(_Repo):
     async def next_recipient(
         self, broadcast_id: int, now: datetime, after: int = 0
     ) -> Recipient | None:
+        found = await self.claim_recipients(broadcast_id, now, after, 1)
+        return found[0] if found else None
+
+    async def claim_recipients(
+        self, broadcast_id: int, now: datetime, after: int, limit: int
+    ) -> list[Recipient]:
         pending = sorted(
             cid
             for (bid, cid), (_, status, _) in self._s.recipients.items()
             if bid == broadcast_id and status == "pending" and cid > after
-        )
-        if not pending:
-            return None
-        tg, _, _ = self._s.recipients[(broadcast_id, pending[0])]
-        self._s.recipients[(broadcast_id, pending[0])] = (tg, "in_flight", None)
-        return Recipient(broadcast_id, pending[0], tg)
+        )[: max(limit, 0)]
+        claimed = []
+        for cid in pending:
+            tg, _, _ = self._s.recipients[(broadcast_id, cid)]
+            self._s.recipients[(broadcast_id, cid)] = (tg, "in_flight", None)
+            claimed.append(Recipient(broadcast_id, cid, tg))
+        return claimed
 
     async def finish(
         self,

@@ -126,6 +126,12 @@ class SqlBroadcasts(_Repo):
     async def next_recipient(
         self, broadcast_id: int, now: datetime, after: int = 0
     ) -> Recipient | None:
+        found = await self.claim_recipients(broadcast_id, now, after, 1)
+        return found[0] if found else None
+
+    async def claim_recipients(
+        self, broadcast_id: int, now: datetime, after: int, limit: int
+    ) -> list[Recipient]:
         pending = (
             sa.select(R.customer_id)
             .where(
@@ -134,23 +140,27 @@ class SqlBroadcasts(_Repo):
                 R.customer_id > after,
             )
             .order_by(R.customer_id)
-            .limit(1)
+            .limit(limit)
         )
         if self._pg:
             pending = pending.with_for_update(skip_locked=True)
-        row = await self._one(
+        # Materialized, so the pick runs once: as a plain IN subquery PostgreSQL may run it
+        # again per row, skip the rows this statement just locked, and claim them all.
+        picked = pending.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+        rows = await self._all(
             sa.update(t.broadcast_recipients)
             .where(
                 R.broadcast_id == broadcast_id,
-                R.customer_id == pending.scalar_subquery(),
+                R.customer_id.in_(sa.select(picked.c.customer_id)),
                 R.status == RecipientStatus.PENDING.value,
             )
             .values(status=RecipientStatus.IN_FLIGHT.value, updated_at=now)
             .returning(R.customer_id, R.telegram_id)
         )
-        if row is None:
-            return None
-        return Recipient(broadcast_id, row.customer_id, row.telegram_id)
+        return sorted(
+            (Recipient(broadcast_id, r.customer_id, r.telegram_id) for r in rows),
+            key=lambda r: r.customer_id,
+        )
 
     async def finish(
         self,
