@@ -3,6 +3,7 @@ the rate, 429 and 403, cancelling, and resuming after a sender died mid-way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -218,3 +219,34 @@ async def test_at_most_two_batches_are_in_flight_and_the_pace_holds(
         0,
         BroadcastStatus.DONE,
     )
+
+
+async def test_a_sender_stopped_mid_batch_puts_back_what_it_did_not_send(
+    shop: Shop, tg: TelegramEmulator, notifier: TelegramNotifier
+) -> None:
+    """A sender cancelled mid-batch records what it sent and puts back every claimed
+    recipient it never handed to Telegram; the next run sends each of those once."""
+    ids = await customers(shop, tg, range(2600, 2620))
+    created = await CreateBroadcast(shop.deps)(Segment.ALL, "stopped", actor=ADMIN)
+    bid = created.broadcast.id or 0
+    time = FakeTime()
+    stopped = asyncio.Event()
+
+    async def sleep_then_stop(seconds: float) -> None:
+        await time.sleep(seconds)
+        if len(time.waits) == 3:  # before the fourth message of the first batch of 5
+            stopped.set()
+            await asyncio.Event().wait()  # cancelled here
+
+    run = SendBroadcasts(
+        shop.deps, notifier, rate=10, run_for=None, sleep=sleep_then_stop, monotonic=time.monotonic
+    )
+    task = asyncio.create_task(run())
+    await stopped.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    progress = await BroadcastStatusQuery(shop.deps)(bid)
+    assert (progress.sent, progress.in_flight, progress.pending) == (3, 1, 16)
+    await sender(shop, notifier, FakeTime())()
+    assert received(tg, "stopped") == sorted(set(ids) - {2603})  # the one in flight

@@ -156,8 +156,8 @@ class SendBroadcasts:
         *limit* recipients were tried; returns the messages sent.
 
         Recipients are claimed IN_FLIGHT a batch at a time (``batch_size``), and the
-        commit that records one batch's outcomes and claims the next runs while the
-        current batch is sent: the sends never wait for the disk. At most two batches are
+        commit that records the previous batch's outcomes and claims the next batch runs
+        while the current one is sent: the sends never wait for the disk. At most two batches are
         in flight, and after a kill -9 those are recorded as interrupted, never resent."""
         async with self.deps.uow() as uow:
             b = await uow.broadcasts.get(broadcast_id)
@@ -188,8 +188,16 @@ class SendBroadcasts:
                     # A fixed schedule: a late send is caught up, so the rate holds on
                     # average; after a long stall (a 429) it restarts rather than bursts.
                     next_at = max(next_at + interval, self.monotonic() - CATCH_UP)
-            finally:
-                batch, exhausted = await step
+            except BaseException:
+                # Stopped mid-batch (cancelled): record what went out and put back what
+                # was never handed to Telegram; only the message being sent stays in
+                # flight (interrupted).
+                claimed_next, _ = await step
+                unsent = batch[len(done) + 1 :] + claimed_next
+                back = [(r, RecipientStatus.PENDING, None) for r in unsent]
+                await asyncio.shield(self._step(broadcast_id, done + back, 0, 0))
+                raise
+            batch, exhausted = await step
         await self._step(broadcast_id, done, 0, 0, finish=exhausted)
         return sent
 
