@@ -194,7 +194,7 @@ class SendBroadcasts:
                 # flight (interrupted).
                 claimed_next, _ = await step
                 unsent = batch[len(done) + 1 :] + claimed_next
-                back = [(r, RecipientStatus.PENDING, None) for r in unsent]
+                back: list[Outcome] = [(r, RecipientStatus.PENDING, None) for r in unsent]
                 await asyncio.shield(self._step(broadcast_id, done + back, 0, 0))
                 raise
             batch, exhausted = await step
