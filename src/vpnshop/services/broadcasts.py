@@ -226,8 +226,7 @@ class SendBroadcasts:
         every outcome of this sender is recorded)."""
         now = self.deps.now()
         async with self.deps.uow() as uow:
-            for outcome in done:
-                await self._record(uow, outcome)
+            await self._record(uow, broadcast_id, done)
             batch: list[Recipient] = []
             exhausted = False
             b = await uow.broadcasts.get(broadcast_id)
@@ -263,15 +262,16 @@ class SendBroadcasts:
                     return (r, RecipientStatus.FAILED, f"{type(e).__name__}: {e}")
                 await self.sleep(min(2.0**failures, 60.0))
 
-    async def _record(self, uow: UnitOfWork, outcome: Outcome) -> None:
-        r, status, error = outcome
+    async def _record(self, uow: UnitOfWork, broadcast_id: int, done: list[Outcome]) -> None:
         now = self.deps.now()
-        await uow.broadcasts.finish(r.broadcast_id, r.customer_id, status, now, error)
-        if error == "unreachable" and await uow.customers.set_unreachable(r.customer_id, True):
-            await record(
-                uow,
-                now,
-                Actor.system("telegram"),
-                "customer.unreachable",
-                f"customer:{r.customer_id}",
-            )
+        rows = [(r.customer_id, status, error) for r, status, error in done]
+        await uow.broadcasts.finish_many(broadcast_id, rows, now)
+        for r, _, error in done:
+            if error == "unreachable" and await uow.customers.set_unreachable(r.customer_id, True):
+                await record(
+                    uow,
+                    now,
+                    Actor.system("telegram"),
+                    "customer.unreachable",
+                    f"customer:{r.customer_id}",
+                )

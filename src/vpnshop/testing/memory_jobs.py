@@ -3,6 +3,7 @@ due-scan itself (kept apart from ``memory.py`` to keep modules small)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +167,14 @@ class MemoryBroadcasts(_Repo):
             return False
         self._s.recipients[(broadcast_id, customer_id)] = (row[0], to.value, error)
         return True
+
+    async def finish_many(
+        self,
+        broadcast_id: int,
+        outcomes: Sequence[tuple[int, RecipientStatus, str | None]],
+        now: datetime,
+    ) -> int:
+        return sum([await self.finish(broadcast_id, c, to, now, e) for c, to, e in outcomes])
 
     def _move_all(self, broadcast_id: int, src: str, to: str, error: str | None) -> int:
         n = 0

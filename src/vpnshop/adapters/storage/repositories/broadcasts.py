@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +76,11 @@ class SqlBroadcasts(_Repo):
                 ["broadcast_id", "customer_id", "telegram_id", "status", "updated_at"], chosen
             )
         )
+        if self._pg:
+            # Statistics now, not at autovacuum's next round: a sender claiming from a
+            # table the planner has never analyzed ran each batch's statements 5-10x slower
+            # for its first minute (100,000 recipients).
+            await self._conn.execute(sa.text("ANALYZE broadcast_recipients"))
         return int(result.rowcount or 0)
 
     async def get(self, broadcast_id: int) -> Broadcast | None:
@@ -181,6 +187,29 @@ class SqlBroadcasts(_Repo):
             .returning(R.customer_id)
         )
         return row is not None
+
+    async def finish_many(
+        self,
+        broadcast_id: int,
+        outcomes: Sequence[tuple[int, RecipientStatus, str | None]],
+        now: datetime,
+    ) -> int:
+        groups: dict[tuple[RecipientStatus, str | None], list[int]] = {}
+        for customer_id, to, error in outcomes:
+            groups.setdefault((to, error[:200] if error else None), []).append(customer_id)
+        n = 0
+        for (to, error), customer_ids in groups.items():
+            result = await self._conn.execute(
+                sa.update(t.broadcast_recipients)
+                .where(
+                    R.broadcast_id == broadcast_id,
+                    R.customer_id.in_(customer_ids),
+                    R.status == RecipientStatus.IN_FLIGHT.value,
+                )
+                .values(status=to.value, updated_at=now, error=error)
+            )
+            n += int(result.rowcount or 0)
+        return n
 
     async def _move_all(
         self,
