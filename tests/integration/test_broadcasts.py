@@ -3,6 +3,7 @@ the rate, 429 and 403, cancelling, and resuming after a sender died mid-way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from vpnshop.adapters.telegram import BotApiClient, BotApiSettings, TelegramNoti
 from vpnshop.domain.broadcast import BroadcastStatus, Segment
 from vpnshop.domain.ledger import EntryKind
 from vpnshop.domain.money import RUB, Money
+from vpnshop.ports.notifier import Message
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.broadcasts import (
     BroadcastStatusQuery,
@@ -178,3 +180,73 @@ async def test_segments_choose_their_customers(shop: Shop, tg: TelegramEmulator)
     assert await who(Segment.EXPIRED) == [2401]
     assert await who(Segment.NEVER_PAID) == [2400, 2401, 2403]
     assert await who(Segment.ALL) == [2400, 2401, 2402, 2403]
+
+
+class Watching:
+    """A Notifier that sends through the real one and, before each message, records how
+    many of the broadcast's recipients are in flight in the database."""
+
+    def __init__(self, inner: TelegramNotifier, shop: Shop, broadcast_id: int) -> None:
+        self.inner, self.shop, self.broadcast_id = inner, shop, broadcast_id
+        self.in_flight: list[int] = []
+
+    async def send(self, chat_id: int, message: Message) -> None:
+        progress = await BroadcastStatusQuery(self.shop.deps)(self.broadcast_id)
+        self.in_flight.append(progress.in_flight)
+        await self.inner.send(chat_id, message)
+
+
+async def test_at_most_two_batches_are_in_flight_and_the_pace_holds(
+    shop: Shop, tg: TelegramEmulator, notifier: TelegramNotifier
+) -> None:
+    """Recipients are claimed in batches of half a second's sends, never more than two
+    batches in flight (the kill -9 bound), and the sends keep the fixed schedule."""
+    await customers(shop, tg, range(2500, 2523))
+    created = await CreateBroadcast(shop.deps)(Segment.ALL, "batched", actor=ADMIN)
+    watching = Watching(notifier, shop, created.broadcast.id or 0)
+    time = FakeTime()
+    run = SendBroadcasts(
+        shop.deps, watching, rate=10, run_for=None, sleep=time.sleep, monotonic=time.monotonic
+    )
+    assert run.batch_size == 5
+    assert await run() == 23
+    assert max(watching.in_flight) <= 2 * run.batch_size
+    assert max(watching.in_flight) > 1  # claimed ahead, not one at a time
+    assert time.t == pytest.approx(22 / 10)  # 23 sends, 0.1 s apart
+    progress = await BroadcastStatusQuery(shop.deps)(created.broadcast.id or 0)
+    assert (progress.sent, progress.in_flight, progress.broadcast.status) == (
+        23,
+        0,
+        BroadcastStatus.DONE,
+    )
+
+
+async def test_a_sender_stopped_mid_batch_puts_back_what_it_did_not_send(
+    shop: Shop, tg: TelegramEmulator, notifier: TelegramNotifier
+) -> None:
+    """A sender cancelled mid-batch records what it sent and puts back every claimed
+    recipient it never handed to Telegram; the next run sends each of those once."""
+    ids = await customers(shop, tg, range(2600, 2620))
+    created = await CreateBroadcast(shop.deps)(Segment.ALL, "stopped", actor=ADMIN)
+    bid = created.broadcast.id or 0
+    time = FakeTime()
+    stopped = asyncio.Event()
+
+    async def sleep_then_stop(seconds: float) -> None:
+        await time.sleep(seconds)
+        if len(time.waits) == 3:  # before the fourth message of the first batch of 5
+            stopped.set()
+            await asyncio.Event().wait()  # cancelled here
+
+    run = SendBroadcasts(
+        shop.deps, notifier, rate=10, run_for=None, sleep=sleep_then_stop, monotonic=time.monotonic
+    )
+    task = asyncio.create_task(run())
+    await stopped.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    progress = await BroadcastStatusQuery(shop.deps)(bid)
+    assert (progress.sent, progress.in_flight, progress.pending) == (3, 1, 16)
+    await sender(shop, notifier, FakeTime())()
+    assert received(tg, "stopped") == sorted(set(ids) - {2603})  # the one in flight

@@ -341,6 +341,11 @@ class OutboxRepository(Protocol):
         """Enqueue; False when a job with the same dedupe key exists (nothing changes)."""
         ...
 
+    async def add_many(self, jobs: Sequence[OutboxJob]) -> int:
+        """Enqueue *jobs* in one statement (a due-scan's page), each exactly as ``add``
+        would: a job whose dedupe key exists is skipped. Returns how many were added."""
+        ...
+
     async def claim(
         self,
         now: datetime,

@@ -3,6 +3,7 @@ and broadcasts (see ``vpnshop.ports.storage`` for the contract every store keeps
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -100,6 +101,13 @@ class BroadcastRepository(Protocol):
         on every claim until a vacuum)."""
         ...
 
+    async def claim_recipients(
+        self, broadcast_id: int, now: datetime, after: int, limit: int
+    ) -> list[Recipient]:
+        """Atomic. ``next_recipient`` for up to *limit* recipients at once, in customer id
+        order: one statement for a sender's batch."""
+        ...
+
     async def finish(
         self,
         broadcast_id: int,
@@ -110,6 +118,16 @@ class BroadcastRepository(Protocol):
     ) -> bool:
         """Atomic. IN_FLIGHT -> *to*, or (for a message not sent, e.g. rate limited) back to
         PENDING; False when the row was not in flight."""
+        ...
+
+    async def finish_many(
+        self,
+        broadcast_id: int,
+        outcomes: Sequence[tuple[int, RecipientStatus, str | None]],
+        now: datetime,
+    ) -> int:
+        """``finish`` for many (customer id, status, error) at once, in few statements (one
+        per distinct status and error); returns how many rows were in flight."""
         ...
 
     async def settle_in_flight(self, broadcast_id: int, now: datetime) -> int:

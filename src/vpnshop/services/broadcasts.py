@@ -1,11 +1,13 @@
 """Broadcasts: one text to a segment of the customers, one row per recipient, sent at a
 configured rate through the Notifier port.
 
-Each message is marked IN_FLIGHT and committed before it goes out, and its outcome is
-committed with the claim of the next one: after a kill -9 the only message whose fate is
-unknown is the one in flight, which is recorded as failed ("interrupted") and never sent
-again. A 429 waits exactly ``retry_after`` and sends the same message; a 403 marks the
-customer unreachable. Progress (sent, failed, pending) is counted from the rows.
+Recipients are marked IN_FLIGHT and committed before their messages go out, half a
+second's sends at a time; the commit that records the previous batch's outcomes and
+claims the next batch runs while the current one is sent: sends never wait for the disk.
+After a kill -9 the messages whose fate is unknown are those of at most two batches (one
+second of sends at the configured rate): they are recorded as failed ("interrupted") and
+never sent again. A 429 waits exactly ``retry_after`` and sends the same message; a 403
+marks the customer unreachable. Progress (sent, failed, pending) is counted from the rows.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096  # Telegram's limit for one message
 Outcome = tuple[Recipient, RecipientStatus, str | None]
+CATCH_UP = 1.0  # seconds a late sender may catch up on its schedule
 
 
 @attrs.frozen
@@ -134,6 +137,7 @@ class SendBroadcasts:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     monotonic: Callable[[], float] = time.monotonic
     unavailable_retries: int = 5
+    batch_seconds: float = 0.5
 
     async def __call__(self) -> int:
         async with self.deps.uow() as uow:
@@ -149,7 +153,12 @@ class SendBroadcasts:
         self, broadcast_id: int, deadline: float | None = None, *, limit: int | None = None
     ) -> int:
         """Send broadcast *broadcast_id* until it is done, cancelled, *deadline* passes or
-        *limit* recipients were tried; returns the messages sent."""
+        *limit* recipients were tried; returns the messages sent.
+
+        Recipients are claimed IN_FLIGHT a batch at a time (``batch_size``), and the
+        commit that records the previous batch's outcomes and claims the next batch runs
+        while the current one is sent: the sends never wait for the disk. At most two batches are
+        in flight, and after a kill -9 those are recorded as interrupted, never resent."""
         async with self.deps.uow() as uow:
             b = await uow.broadcasts.get(broadcast_id)
             if b is None or b.status is not BroadcastStatus.RUNNING:
@@ -160,45 +169,80 @@ class SendBroadcasts:
         message = Message(text=b.text)
         interval = 1.0 / self.rate
         next_at = self.monotonic()
-        sent = tried = after = 0
-        outcome: Outcome | None = None
-        while True:
-            timed_out = (deadline is not None and self.monotonic() >= deadline) or (
-                limit is not None and tried >= limit
-            )
-            async with self.deps.uow() as uow:
-                if outcome is not None:
-                    await self._record(uow, outcome)
-                    outcome = None
-                recipient = None
-                if not timed_out:
-                    recipient = await self._claim(uow, broadcast_id, after)
-                await uow.commit()
-            if recipient is None:
-                return sent
-            after = recipient.customer_id
-            wait = next_at - self.monotonic()
-            if wait > 0:
-                await self.sleep(wait)
-            outcome = await self._deliver(recipient, message)
-            tried += 1
-            sent += outcome[1] is RecipientStatus.SENT
-            next_at = max(next_at + interval, self.monotonic())
+        sent = claimed = 0
+        done: list[Outcome] = []
+        batch, exhausted = await self._step(broadcast_id, [], 0, self._want(deadline, limit, 0))
+        while batch:
+            claimed += len(batch)
+            after = batch[-1].customer_id
+            want = self._want(deadline, limit, claimed)
+            step = asyncio.ensure_future(self._step(broadcast_id, done, after, want))
+            done = []
+            try:
+                for r in batch:
+                    wait = next_at - self.monotonic()
+                    if wait > 0:
+                        await self.sleep(wait)
+                    done.append(await self._deliver(r, message))
+                    sent += done[-1][1] is RecipientStatus.SENT
+                    # A fixed schedule: a late send is caught up, so the rate holds on
+                    # average; after a long stall (a 429) it restarts rather than bursts.
+                    next_at = max(next_at + interval, self.monotonic() - CATCH_UP)
+            except BaseException:
+                # Stopped mid-batch (cancelled): record what went out and put back what
+                # was never handed to Telegram; only the message being sent stays in
+                # flight (interrupted).
+                claimed_next, _ = await step
+                unsent = batch[len(done) + 1 :] + claimed_next
+                back: list[Outcome] = [(r, RecipientStatus.PENDING, None) for r in unsent]
+                await asyncio.shield(self._step(broadcast_id, done + back, 0, 0))
+                raise
+            batch, exhausted = await step
+        await self._step(broadcast_id, done, 0, 0, finish=exhausted)
+        return sent
 
-    async def _claim(self, uow: UnitOfWork, broadcast_id: int, after: int) -> Recipient | None:
+    @property
+    def batch_size(self) -> int:
+        """Recipients claimed per commit: half a second of sends, so the two batches that
+        can be in flight are at most one second's worth (at least one each)."""
+        return max(1, int(self.rate * self.batch_seconds))
+
+    def _want(self, deadline: float | None, limit: int | None, claimed: int) -> int:
+        if deadline is not None and self.monotonic() >= deadline:
+            return 0
+        return self.batch_size if limit is None else max(0, min(self.batch_size, limit - claimed))
+
+    async def _step(
+        self,
+        broadcast_id: int,
+        done: list[Outcome],
+        after: int,
+        want: int,
+        *,
+        finish: bool = False,
+    ) -> tuple[list[Recipient], bool]:
+        """One commit: record *done*, claim up to *want* recipients. Returns them, and
+        whether the broadcast had none left to claim; *finish* marks it DONE (only once
+        every outcome of this sender is recorded)."""
         now = self.deps.now()
-        b = await uow.broadcasts.get(broadcast_id)
-        if b is None or b.status is not BroadcastStatus.RUNNING:
-            return None
-        recipient = await uow.broadcasts.next_recipient(broadcast_id, now, after)
-        if recipient is None and after:  # one more look from the start: rows put back
-            recipient = await uow.broadcasts.next_recipient(broadcast_id, now)
-        if recipient is None:
-            await uow.broadcasts.set_status(
-                broadcast_id, BroadcastStatus.RUNNING, BroadcastStatus.DONE, now
-            )
-            log.info("broadcast %s done", broadcast_id)
-        return recipient
+        async with self.deps.uow() as uow:
+            await self._record(uow, broadcast_id, done)
+            batch: list[Recipient] = []
+            exhausted = False
+            b = await uow.broadcasts.get(broadcast_id)
+            running = b is not None and b.status is BroadcastStatus.RUNNING
+            if want and running:
+                batch = await uow.broadcasts.claim_recipients(broadcast_id, now, after, want)
+                if not batch and after:  # one more look from the start: rows put back
+                    batch = await uow.broadcasts.claim_recipients(broadcast_id, now, 0, want)
+                exhausted = not batch
+            if finish and running:
+                await uow.broadcasts.set_status(
+                    broadcast_id, BroadcastStatus.RUNNING, BroadcastStatus.DONE, now
+                )
+                log.info("broadcast %s done", broadcast_id)
+            await uow.commit()
+        return batch, exhausted
 
     async def _deliver(self, r: Recipient, message: Message) -> Outcome:
         failures = 0
@@ -218,15 +262,16 @@ class SendBroadcasts:
                     return (r, RecipientStatus.FAILED, f"{type(e).__name__}: {e}")
                 await self.sleep(min(2.0**failures, 60.0))
 
-    async def _record(self, uow: UnitOfWork, outcome: Outcome) -> None:
-        r, status, error = outcome
+    async def _record(self, uow: UnitOfWork, broadcast_id: int, done: list[Outcome]) -> None:
         now = self.deps.now()
-        await uow.broadcasts.finish(r.broadcast_id, r.customer_id, status, now, error)
-        if error == "unreachable" and await uow.customers.set_unreachable(r.customer_id, True):
-            await record(
-                uow,
-                now,
-                Actor.system("telegram"),
-                "customer.unreachable",
-                f"customer:{r.customer_id}",
-            )
+        rows = [(r.customer_id, status, error) for r, status, error in done]
+        await uow.broadcasts.finish_many(broadcast_id, rows, now)
+        for r, _, error in done:
+            if error == "unreachable" and await uow.customers.set_unreachable(r.customer_id, True):
+                await record(
+                    uow,
+                    now,
+                    Actor.system("telegram"),
+                    "customer.unreachable",
+                    f"customer:{r.customer_id}",
+                )

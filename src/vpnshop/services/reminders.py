@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from vpnshop.domain.outbox import JobKind
+from vpnshop.domain.outbox import JobKind, OutboxJob
 from vpnshop.domain.settlement import APPLY, Ref
-from vpnshop.ports.storage import UnitOfWork
 from vpnshop.ports.storage_jobs import DueSubscription, ScanCursor
-from vpnshop.services.deps import Deps, enqueue
+from vpnshop.services.deps import Deps, outbox_job
 
 DAY = 86400
 
@@ -81,8 +80,12 @@ class SendReminders:
             async with self.deps.uow() as uow:
                 cursor = max(await uow.cursors.claim(name, floor), floor)
                 found = await uow.subscriptions.due(cursor, until, limit=self.batch)
-                for due in found:
-                    enqueued += await self._one(uow, due, offset, now)
+                # The page's jobs go in as one statement; the dedupe keys keep it exactly
+                # once per (subscription, offset, expiry).
+                if offset == 0:
+                    await uow.outbox.add_many([_apply(due, now) for due in found])
+                reminders = [self._reminder(due, offset, now) for due in found]
+                enqueued += await uow.outbox.add_many([r for r in reminders if r is not None])
                 if found:
                     last = found[-1].subscription
                     assert last.id is not None
@@ -93,16 +96,13 @@ class SendReminders:
             if len(found) < self.batch:
                 return enqueued
 
-    async def _one(self, u: UnitOfWork, due: DueSubscription, offset: int, now: datetime) -> int:
+    def _reminder(self, due: DueSubscription, offset: int, now: datetime) -> OutboxJob | None:
+        """The reminder job of one due subscription; None when the customer is not told."""
         sub = due.subscription
         assert sub.id is not None
-        if offset == 0:
-            reason = f"expired:{int(sub.expires_at.timestamp())}"
-            await u.outbox.add(APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: reason}, now))
         if not (self.notify and offset in self.offsets and due.reachable and sub.enabled):
-            return 0
-        added = await enqueue(
-            u,
+            return None
+        return outbox_job(
             now,
             JobKind.NOTIFY_CUSTOMER,
             reminder_key(sub.id, offset, sub.expires_at),
@@ -110,4 +110,10 @@ class SendReminders:
             template=reminder_template(offset, sub.is_trial),
             **_params(due, offset),
         )
-        return int(added)
+
+
+def _apply(due: DueSubscription, now: datetime) -> OutboxJob:
+    """At expiry: bring the subscription's panel user up to date."""
+    sub = due.subscription
+    reason = f"expired:{int(sub.expires_at.timestamp())}"
+    return APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: reason}, now)

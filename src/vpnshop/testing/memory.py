@@ -779,6 +779,9 @@ class _Outbox(_Repo):
         s.outbox_keys[stored.dedupe_key] = stored.id
         return True
 
+    async def add_many(self, jobs: Sequence[OutboxJob]) -> int:
+        return sum([await self.add(job) for job in jobs])
+
     async def claim(
         self,
         now: datetime,

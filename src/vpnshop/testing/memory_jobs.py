@@ -3,6 +3,7 @@ due-scan itself (kept apart from ``memory.py`` to keep modules small)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -135,16 +136,23 @@ class MemoryBroadcasts(_Repo):
     async def next_recipient(
         self, broadcast_id: int, now: datetime, after: int = 0
     ) -> Recipient | None:
+        found = await self.claim_recipients(broadcast_id, now, after, 1)
+        return found[0] if found else None
+
+    async def claim_recipients(
+        self, broadcast_id: int, now: datetime, after: int, limit: int
+    ) -> list[Recipient]:
         pending = sorted(
             cid
             for (bid, cid), (_, status, _) in self._s.recipients.items()
             if bid == broadcast_id and status == "pending" and cid > after
-        )
-        if not pending:
-            return None
-        tg, _, _ = self._s.recipients[(broadcast_id, pending[0])]
-        self._s.recipients[(broadcast_id, pending[0])] = (tg, "in_flight", None)
-        return Recipient(broadcast_id, pending[0], tg)
+        )[: max(limit, 0)]
+        claimed = []
+        for cid in pending:
+            tg, _, _ = self._s.recipients[(broadcast_id, cid)]
+            self._s.recipients[(broadcast_id, cid)] = (tg, "in_flight", None)
+            claimed.append(Recipient(broadcast_id, cid, tg))
+        return claimed
 
     async def finish(
         self,
@@ -159,6 +167,14 @@ class MemoryBroadcasts(_Repo):
             return False
         self._s.recipients[(broadcast_id, customer_id)] = (row[0], to.value, error)
         return True
+
+    async def finish_many(
+        self,
+        broadcast_id: int,
+        outcomes: Sequence[tuple[int, RecipientStatus, str | None]],
+        now: datetime,
+    ) -> int:
+        return sum([await self.finish(broadcast_id, c, to, now, e) for c, to, e in outcomes])
 
     def _move_all(self, broadcast_id: int, src: str, to: str, error: str | None) -> int:
         n = 0
