@@ -158,7 +158,12 @@ class SendBroadcasts:
         Recipients are claimed IN_FLIGHT a batch at a time (``batch_size``), and the
         commit that records the previous batch's outcomes and claims the next batch runs
         while the current one is sent: the sends never wait for the disk. At most two batches are
-        in flight, and after a kill -9 those are recorded as interrupted, never resent."""
+        in flight, and after a kill -9 those are recorded as interrupted, never resent.
+
+        One sender per broadcast at a time: the scheduler runs this as a singleton job
+        under its lease. A second sender starting while one is at work would record the
+        first one's batches in flight as interrupted (nobody would get the message twice,
+        but some would not get it)."""
         async with self.deps.uow() as uow:
             b = await uow.broadcasts.get(broadcast_id)
             if b is None or b.status is not BroadcastStatus.RUNNING:
