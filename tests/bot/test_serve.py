@@ -10,15 +10,18 @@ from pathlib import Path
 import aiohttp
 from aiogram import Dispatcher, Router
 from aiogram.filters import Command
+from aiogram.methods import SendMessage
+from aiogram.methods.base import Response
 from aiogram.types import Message
 
 from tests.bot.harness import TOKEN, bot_shop
 from vpnshop.config import parse_settings
 from vpnshop.testing.remnawave import RemnawaveEmulator
 from vpnshop.testing.telegram import TelegramEmulator
+from vpnshop_bot import serve as serve_module
 from vpnshop_bot.dispatcher import allowed_updates
 from vpnshop_bot.menu import MenuRegistry
-from vpnshop_bot.serve import poll, serve
+from vpnshop_bot.serve import make_bot, poll, serve
 
 PATH = "hook_0123456789abcdef"
 SECRET = "secret_0123456789abcdef"
@@ -112,3 +115,18 @@ async def test_polling_stop_lets_running_handlers_finish(database_url: str) -> N
         await alice.send("/start")
         await asyncio.sleep(0.3)
         assert not any("Welcome" in t for t in alice.texts())
+
+
+async def test_the_bot_keeps_each_methods_response_type() -> None:
+    """A bot from ``make_bot`` keeps the ``Response`` type of every method it called, so
+    pydantic never rebuilds it after the garbage collector drops its weak cache entry."""
+    async with TelegramEmulator(TOKEN) as tg:
+        user = tg.user(501, "Pin", language_code="en")
+        await user.start()
+        bot = make_bot(tg.token, tg.api_url)
+        try:
+            await bot.send_message(501, "hello")
+        finally:
+            await bot.session.close()
+    pinned = serve_module._RESPONSE_TYPES[SendMessage]
+    assert pinned is Response[SendMessage.__returning__]

@@ -3,6 +3,7 @@ button names the subscription by id; the server checks it is the customer's."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -40,12 +41,19 @@ def _button(text: str, action: str, sub: int) -> InlineKeyboardButton:
 
 
 def subscription(tr: Translator, details: SubscriptionDetails) -> InlineKeyboardMarkup:
-    s = details.id
+    return _subscription(tr.language, details.id, bool(details.link), details.auto_renew)
+
+
+# Built once per language, subscription and the two flags it depends on: its pydantic
+# models (five buttons, their callback data) cost more than the rest of the screen.
+@functools.lru_cache(maxsize=4096)
+def _subscription(language: str, s: int, link: bool, auto_renew: bool) -> InlineKeyboardMarkup:
+    tr = Translator(language)
     rows: list[list[InlineKeyboardButton]] = []
-    if details.link:
+    if link:
         rows.append([_button(tr("btn.sub.qr"), "qr", s), _button(tr("btn.sub.devices"), "dv", s)])
         rows.append([_button(tr("btn.sub.revoke"), "rv", s)])
-    if details.auto_renew:
+    if auto_renew:
         rows.append([_button(tr("btn.sub.auto_off"), "off", s)])
     else:
         rows.append([_button(tr("btn.sub.auto_on"), "on", s)])

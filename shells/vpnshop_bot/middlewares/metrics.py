@@ -17,6 +17,9 @@ from vpnshop_bot.middlewares.registration import Handler
 class MetricsMiddleware(BaseMiddleware):
     def __init__(self, metrics: BotMetrics) -> None:
         self.metrics = metrics
+        # (type, handler) -> its counter and histogram: ``labels()`` takes a lock and
+        # builds a key on every call; the pairs are few (one per handler and type).
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         chosen: HandlerObject | None = data.get("handler")
@@ -29,5 +32,13 @@ class MetricsMiddleware(BaseMiddleware):
             self.metrics.errors.labels(kind).inc()
             raise
         finally:
-            self.metrics.updates.labels(kind, name).inc()
-            self.metrics.latency.labels(kind, name).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            children = self._children.get((kind, name))
+            if children is None:
+                m = self.metrics
+                children = self._children[(kind, name)] = (
+                    m.updates.labels(kind, name),
+                    m.latency.labels(kind, name),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)

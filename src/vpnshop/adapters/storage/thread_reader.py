@@ -13,6 +13,7 @@ completes in one step there, without an event loop."""
 from __future__ import annotations
 
 import asyncio
+from collections import namedtuple
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpnshop.adapters.storage.engine import create_sync_reader_engine
+from vpnshop.adapters.storage.repositories.base import PREPARED
 from vpnshop.adapters.storage.uow import SqlAlchemyUnitOfWork
 from vpnshop.ports.storage import UnitOfWork
 
@@ -28,14 +30,71 @@ T = TypeVar("T")
 
 
 class _Immediate:
-    """What the repositories use of an AsyncConnection, over a synchronous one."""
+    """What the repositories use of an AsyncConnection, over a synchronous one. A
+    statement marked ``prepared`` runs as plain pysqlite SQL (``_Compiled``)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
         self.dialect = conn.dialect
 
     async def execute(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Any:
+        if params is not None and id(stmt) in PREPARED:
+            compiled = _COMPILED.get(id(stmt))
+            if compiled is None:
+                compiled = _COMPILED[id(stmt)] = _Compiled(stmt, self.dialect)
+            return compiled.run(self._conn, params)
         return self._conn.execute(stmt, params)
+
+
+class _Rows:
+    """The part of a SQLAlchemy result the repositories use."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+
+class _Compiled:
+    """A prepared statement compiled once for this dialect: its SQL, the order and
+    converters of its parameters, and a row type converting each column as SQLAlchemy
+    would (dates, JSON, booleans). SQLAlchemy builds, keys and wraps a statement per
+    call, which on the hot screens cost several times the query itself."""
+
+    def __init__(self, stmt: Any, dialect: sa.Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        if compiled.positiontup is None:
+            raise ValueError("a prepared statement needs a positional paramstyle")
+        self.sql = str(compiled)
+        self.binds = [
+            (name, compiled.binds[name].type._cached_bind_processor(dialect))
+            for name in compiled.positiontup
+        ]
+        columns = compiled._result_columns
+        self.processors = [c[3]._cached_result_processor(dialect, None) for c in columns]
+        row: Any = namedtuple("Row", [c[0] for c in columns], rename=True)  # type: ignore[misc]
+        self.make: Callable[[list[Any]], Any] = row._make
+
+    def run(self, conn: sa.Connection, params: Mapping[str, Any]) -> _Rows:
+        args = [params[n] if p is None else p(params[n]) for n, p in self.binds]
+        cursor = conn.connection.driver_connection.execute(self.sql, args)  # type: ignore[union-attr]
+        try:
+            raw = cursor.fetchall()
+        finally:
+            cursor.close()
+        procs, make = self.processors, self.make
+        return _Rows(
+            [make([v if p is None else p(v) for p, v in zip(procs, r, strict=True)]) for r in raw]
+        )
+
+
+_COMPILED: dict[int, _Compiled] = {}  # id of a prepared statement -> it, compiled
 
 
 class _ReadUnitOfWork(SqlAlchemyUnitOfWork):

@@ -10,6 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 Row = Any
 
+# Statements built once at import, their values as named bind parameters (``prepared``).
+PREPARED: dict[int, Any] = {}
+
+
+def prepared(stmt: Any) -> Any:
+    """Mark *stmt*, a statement built once (its values ``sa.bindparam``s), for the hot
+    read paths: building a statement per call costs more than running it on SQLite, and
+    the SQLite reader thread (``ThreadReader``) runs a marked one as plain pysqlite SQL
+    compiled once. Holding it here keeps its ``id`` its own."""
+    PREPARED[id(stmt)] = stmt
+    return stmt
+
 
 class _Prefixed:
     """Attribute access to the columns of a joined row that carry a label prefix."""
@@ -39,5 +51,5 @@ class _Repo:
     async def _one(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Row | None:
         return (await self._conn.execute(stmt, params)).first()
 
-    async def _all(self, stmt: Any) -> Sequence[Row]:
-        return (await self._conn.execute(stmt)).all()
+    async def _all(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        return (await self._conn.execute(stmt, params)).all()

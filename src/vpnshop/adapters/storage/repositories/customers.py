@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from vpnshop.adapters.storage import tables as t
-from vpnshop.adapters.storage.repositories.base import Row, _Repo
+from vpnshop.adapters.storage.repositories.base import Row, _Repo, prepared
 from vpnshop.domain.customer import Customer
 from vpnshop.domain.errors import ConflictError
 
@@ -49,6 +49,9 @@ def _customer_values(c: Customer) -> dict[str, Any]:
 _OWN_METHODS = ("referral_code", "unreachable", "discount_code")
 
 
+_BY_ID = prepared(sa.select(t.customers).where(t.customers.c.id == sa.bindparam("customer_id")))
+
+
 class SqlCustomers(_Repo):
     async def add(self, customer: Customer) -> Customer:
         stmt = (
@@ -75,7 +78,7 @@ class SqlCustomers(_Repo):
             return existing, False
 
     async def get(self, customer_id: int) -> Customer | None:
-        row = await self._one(sa.select(t.customers).where(t.customers.c.id == customer_id))
+        row = await self._one(_BY_ID, {"customer_id": customer_id})
         return _customer(row) if row else None
 
     async def by_telegram_id(self, telegram_id: int) -> Customer | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from vpnshop.adapters.storage import tables as t
-from vpnshop.adapters.storage.repositories.base import Row, _Repo
+from vpnshop.adapters.storage.repositories.base import Row, _Repo, prepared
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import InsufficientFundsError
 from vpnshop.domain.ledger import EntryKind, Hold, HoldStatus, LedgerEntry
@@ -26,6 +26,13 @@ def _entry(r: Row) -> LedgerEntry:
         memo=r.memo,
         created_at=r.created_at,
     )
+
+
+_BALANCES = prepared(
+    sa.select(t.balances.c.currency, t.balances.c.amount_minor)
+    .where(t.balances.c.customer_id == sa.bindparam("customer_id"))
+    .order_by(t.balances.c.currency)
+)
 
 
 class SqlLedger(_Repo):
@@ -101,12 +108,7 @@ class SqlLedger(_Repo):
         return [_entry(r) for r in await self._all(stmt)]
 
     async def balances(self, customer_id: int) -> list[Money]:
-        b = t.balances.c
-        rows = await self._all(
-            sa.select(b.currency, b.amount_minor)
-            .where(b.customer_id == customer_id)
-            .order_by(b.currency)
-        )
+        rows = await self._all(_BALANCES, {"customer_id": customer_id})
         return [Money(int(r.amount_minor), currency_of(r.currency)) for r in rows]
 
     async def totals(self, customer_id: int, kind: EntryKind) -> list[Money]:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpnshop.adapters.storage import tables as t
-from vpnshop.adapters.storage.repositories.base import _Repo
+from vpnshop.adapters.storage.repositories.base import _Repo, prepared
 from vpnshop.domain.panel import PanelStatus, PanelUserView
 
 if TYPE_CHECKING:
@@ -44,6 +44,13 @@ def _view(r: Any) -> PanelUserView:
     )
 
 
+_BY_SUBSCRIPTION = prepared(
+    sa.select(t.panel_users).where(
+        t.panel_users.c.subscription_id == sa.bindparam("subscription_id")
+    )
+)
+
+
 class SqlPanelUsers(_Repo):
     """``upsert`` is one ``INSERT ... ON CONFLICT (subscription_id) DO UPDATE``."""
 
@@ -69,11 +76,7 @@ class SqlPanelUsers(_Repo):
         await self._conn.execute(stmt)
 
     async def get(self, subscription_id: int) -> PanelUserView | None:
-        row = (
-            await self._conn.execute(
-                sa.select(t.panel_users).where(t.panel_users.c.subscription_id == subscription_id)
-            )
-        ).first()
+        row = await self._one(_BY_SUBSCRIPTION, {"subscription_id": subscription_id})
         return None if row is None else _view(row)
 
     async def find_subscription(self, panel_key: str, panel_username: str) -> int | None:

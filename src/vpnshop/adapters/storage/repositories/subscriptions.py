@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from vpnshop.adapters.storage import tables as t
-from vpnshop.adapters.storage.repositories.base import Row, _Repo
+from vpnshop.adapters.storage.repositories.base import Row, _Repo, prepared
 from vpnshop.domain.errors import ConflictError
 from vpnshop.domain.plan import TrafficReset
 from vpnshop.domain.subscription import Subscription
@@ -56,6 +56,19 @@ def _subscription_values(s: Subscription) -> dict[str, Any]:
     }
 
 
+_BY_ID = prepared(
+    sa.select(t.subscriptions).where(t.subscriptions.c.id == sa.bindparam("subscription_id"))
+)
+_FOR_CUSTOMER = prepared(
+    sa.select(t.subscriptions)
+    .where(t.subscriptions.c.customer_id == sa.bindparam("customer_id"))
+    .order_by(t.subscriptions.c.id.desc())
+)
+_TRIAL_USED = prepared(
+    sa.select(t.trials.c.customer_id).where(t.trials.c.customer_id == sa.bindparam("customer_id"))
+)
+
+
 class SqlSubscriptions(_Repo):
     async def add(self, subscription: Subscription) -> Subscription:
         values = _subscription_values(subscription)
@@ -70,19 +83,15 @@ class SqlSubscriptions(_Repo):
         return _subscription(row)
 
     async def get(self, subscription_id: int, *, for_update: bool = False) -> Subscription | None:
-        stmt = sa.select(t.subscriptions).where(t.subscriptions.c.id == subscription_id)
+        stmt = _BY_ID
         if for_update and self._pg:
             stmt = stmt.with_for_update()
-        row = await self._one(stmt)
+        row = await self._one(stmt, {"subscription_id": subscription_id})
         return _subscription(row) if row else None
 
     async def for_customer(self, customer_id: int) -> list[Subscription]:
-        stmt = (
-            sa.select(t.subscriptions)
-            .where(t.subscriptions.c.customer_id == customer_id)
-            .order_by(t.subscriptions.c.id.desc())
-        )
-        return [_subscription(r) for r in await self._all(stmt)]
+        rows = await self._all(_FOR_CUSTOMER, {"customer_id": customer_id})
+        return [_subscription(r) for r in rows]
 
     async def update(self, subscription: Subscription) -> None:
         values = _subscription_values(subscription)
@@ -187,5 +196,4 @@ class SqlTrials(_Repo):
         await self._conn.execute(sa.delete(t.trials).where(t.trials.c.customer_id == customer_id))
 
     async def used(self, customer_id: int) -> bool:
-        stmt = sa.select(t.trials.c.customer_id).where(t.trials.c.customer_id == customer_id)
-        return await self._one(stmt) is not None
+        return await self._one(_TRIAL_USED, {"customer_id": customer_id}) is not None
