@@ -7,8 +7,9 @@ generator). It knows customers ``--first-id`` .. ``--first-id + --count - 1`` as
 who started the bot, times its own answers, and records when the first message reached
 each of those chats.
 
-Protocol on stdin/stdout: it prints ``ready <api_url> <token>`` once it listens; when
-stdin reaches a line ``dump`` (or its end) it prints one JSON line
+Protocol on stdin/stdout: it prints ``ready <api_url> <token>`` once it listens; to a
+line ``count`` it answers ``count N`` (the chats reached so far); when stdin reaches a
+line ``dump`` (or its end) it prints one JSON line
 ``{"chat": {telegram id: time}, "answers": [seconds, ...]}`` and exits. Times are
 ``time.perf_counter()``, CLOCK_MONOTONIC on Linux, so the parent can compare them with
 its own. Bounded: it exits on its own after ``--lifetime`` seconds.
@@ -69,6 +70,8 @@ async def serve(first_id: int, count: int, lifetime: float) -> None:
                 while line := await reader.readline():
                     if line.strip() == b"dump":
                         break
+                    if line.strip() == b"count":
+                        print(f"count {len(tg.arrived)}", flush=True)
         except TimeoutError:
             pass
         json.dump({"chat": tg.arrived, "answers": tg.answers}, sys.stdout)
