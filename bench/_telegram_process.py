@@ -31,13 +31,15 @@ from aiohttp import web
 from vpnshop.testing.telegram import TelegramEmulator
 
 SENDING = frozenset({"sendmessage", "sendphoto"})
+# as the shop's configuration wants a token to look (the emulator's default is shorter)
+TOKEN = "123456:bench-telegram-emulator-token-0123456789"
 
 
 class TimedTelegram(TelegramEmulator):
     """The emulator, timing its own answers and the first message in each chat."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(TOKEN)
         self.arrived: dict[int, float] = {}
         self.answers: list[float] = []
 
