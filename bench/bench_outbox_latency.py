@@ -267,7 +267,9 @@ async def telegram_process(stack: AsyncExitStack, first_id: int, count: int) -> 
     return TelegramProcess(proc, line[1], line[2])
 
 
-async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
+async def run(
+    url: str, rate: float, seconds: float, postmaster: int, concurrency: int | None
+) -> None:
     n = int(rate * seconds)
     timings = Timings()
     async with AsyncExitStack() as stack:
@@ -287,6 +289,9 @@ async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
             "VPNSHOP_WEBHOOKS_PORT": "0",
             "VPNSHOP_LOG_LEVEL": "info",  # the server says where it listens at info
         }
+        if concurrency is not None:
+            env["VPNSHOP_OUTBOX_CONCURRENCY"] = str(concurrency)
+        print(f"   outbox concurrency: {concurrency or 'the default'}")
         app = await stack.enter_async_context(bootstrap(parse_settings(env)))
         assert app.engine is not None
         await print_settings(app.engine)
@@ -405,6 +410,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=100.0, help="payments per second")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--outbox-concurrency", type=int, help="VPNSHOP_OUTBOX_CONCURRENCY of the server"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(f"== outbox latency: {args.rate:.0f} payments/s for {args.seconds:.0f} s, PostgreSQL")
@@ -424,7 +432,7 @@ async def main() -> None:
             finally:
                 await engine.dispose()
             postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-            await run(url, args.rate, args.seconds, postmaster)
+            await run(url, args.rate, args.seconds, postmaster, args.outbox_concurrency)
         finally:
             cluster.stop()
 
