@@ -1,24 +1,27 @@
-"""Outbox latency under load: payment committed -> panel user created, on PostgreSQL.
+"""Outbox latency under load: payment committed -> panel user created and message in the
+chat, on PostgreSQL.
 
 R confirmed payments per second for S seconds (default 100/s for 60 s) are delivered as
 genuinely signed Crypto Pay ``invoice_paid`` webhooks, open loop (one every 1/R s, not
 waiting for answers), to ``vpnshop run webhooks`` in its own process, configured with the
-panel (the Remnawave emulator in this process) so that it drains its own outbox: each
-commit wakes its drain loop at once, jobs run concurrently. For every payment it measures
-the time from the webhook's answer (the payment is committed before the server answers)
-to the moment the panel emulator finished creating that customer's user, and prints p50
-and p99 next to the floor: the emulator's own answer time for the same calls (a panel
-update cannot be faster than the panel answers), with the ratios. Targets: p50 < 1 s and
-p99 < 3 s.
+panel (the Remnawave emulator in this process) and the bot token with
+``VPNSHOP_BOT_API_URL`` (the Telegram Bot API emulator in its own process,
+bench/_telegram_process.py, where every paying customer is a user who started the bot), so
+that it drains its own outbox: each commit wakes its drain loop at once, jobs run
+concurrently. For every payment it measures the time from the webhook's answer (the
+payment is committed before the server answers) to the moment the panel emulator finished
+creating that customer's user, and to the moment the "paid" message reached that
+customer's chat in the Telegram emulator. It prints p50 and p99 of each next to its
+floor, the emulator's own answer time for the same calls (an update cannot be faster than
+the other side answers), with the ratios, and the CPU each process spent (the Telegram
+emulator's apart: Telegram does not run on the shop's cores). Targets, for both: p50 < 1 s
+and p99 < 3 s.
 
 PostgreSQL runs with production's durability settings (bench/_durable.py); the settings
 it ran with are printed. Bounded: R x S deliveries and a wall-clock deadline.
 
-Hook for "and message in the chat" (once the notification handler exists): pass the
-Telegram emulator's settings in ``server_env`` and record the time each customer's
-message arrives in ``Timings.chat``; :func:`report` prints that column when it is filled.
-
     python bench/bench_outbox_latency.py [--rate 100] [--seconds 60]
+    python bench/bench_outbox_latency.py --seconds 10 --rate 20    # the short mode
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from vpnshop.testing.pgcluster import PostgresUnavailableError
 from vpnshop.testing.remnawave import RemnawaveEmulator
 
 DEADLINE_SECONDS = 420.0
+FIRST_ID = 700_000_000  # the first customer's Telegram id
 DRAIN_GRACE = 60.0  # seconds after the last delivery for the panel to catch up
 TARGET_P50, TARGET_P99 = 1.0, 3.0
 T = TypeVar("T")
@@ -63,8 +67,9 @@ T = TypeVar("T")
 class Timings:
     committed: dict[int, float] = attrs.Factory(dict)  # telegram id -> webhook answered
     panel: dict[int, float] = attrs.Factory(dict)  # telegram id -> panel user created
-    chat: dict[int, float] = attrs.Factory(dict)  # the hook: telegram id -> message seen
+    chat: dict[int, float] = attrs.Factory(dict)  # telegram id -> first message in the chat
     panel_answers: list[float] = attrs.Factory(list)  # the emulator's own answer times
+    chat_answers: list[float] = attrs.Factory(list)  # the Telegram emulator's answer times
 
 
 class TimedPanel(RemnawaveEmulator):
@@ -207,7 +212,64 @@ async def webhooks_process(stack: AsyncExitStack, env: dict[str, str]) -> tuple[
     return url, proc.pid
 
 
-async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
+@attrs.define
+class TelegramProcess:
+    """The Telegram emulator's process (bench/_telegram_process.py) as the run sees it."""
+
+    proc: asyncio.subprocess.Process
+    api_url: str
+    token: str
+
+    async def _ask(self, line: bytes) -> str:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(line + b"\n")
+        await self.proc.stdin.drain()
+        async with asyncio.timeout(30):
+            return (await self.proc.stdout.readline()).decode()
+
+    async def count(self) -> int:
+        """How many chats a message has reached so far."""
+        return int((await self._ask(b"count")).split()[1])
+
+    async def dump(self) -> tuple[dict[int, float], list[float]]:
+        """First message time per chat, and the emulator's answer times."""
+        data = json.loads(await self._ask(b"dump"))
+        return {int(k): v for k, v in data["chat"].items()}, data["answers"]
+
+
+async def telegram_process(stack: AsyncExitStack, first_id: int, count: int) -> TelegramProcess:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("_telegram_process.py")),
+        "--first-id",
+        str(first_id),
+        "--count",
+        str(count),
+        "--lifetime",
+        str(DEADLINE_SECONDS),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=2**28,  # the dump is one JSON line
+    )
+
+    async def stop() -> None:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+    stack.push_async_callback(stop)
+    assert proc.stdout is not None
+    async with asyncio.timeout(60):
+        line = (await proc.stdout.readline()).decode().split()
+    if not line or line[0] != "ready":
+        raise RuntimeError("the Telegram emulator exited before it listened")
+    return TelegramProcess(proc, line[1], line[2])
+
+
+async def run(
+    url: str, rate: float, seconds: float, postmaster: int, concurrency: int | None
+) -> None:
     n = int(rate * seconds)
     timings = Timings()
     async with AsyncExitStack() as stack:
@@ -215,15 +277,21 @@ async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
         panel.timings = timings
         await stack.enter_async_context(panel)
         cp = await stack.enter_async_context(CryptoPayEmulator())
+        tg = await telegram_process(stack, FIRST_ID, n)
         env = {
             "VPNSHOP_DATABASE_URL": url,
             "VPNSHOP_CRYPTOPAY_TOKEN": cp.token,
             "VPNSHOP_CRYPTOPAY_API_URL": cp.base_url,
             "VPNSHOP_PANEL_URL": panel.base_url,
             "VPNSHOP_PANEL_TOKEN": panel.token,
+            "VPNSHOP_BOT_TOKEN": tg.token,
+            "VPNSHOP_BOT_API_URL": tg.api_url,
             "VPNSHOP_WEBHOOKS_PORT": "0",
             "VPNSHOP_LOG_LEVEL": "info",  # the server says where it listens at info
         }
+        if concurrency is not None:
+            env["VPNSHOP_OUTBOX_CONCURRENCY"] = str(concurrency)
+        print(f"   outbox concurrency: {concurrency or 'the default'}")
         app = await stack.enter_async_context(bootstrap(parse_settings(env)))
         assert app.engine is not None
         await print_settings(app.engine)
@@ -239,7 +307,7 @@ async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
         await app.load_plans([plan], actor=Actor.system("bench"))
 
         async def prepare(i: int) -> tuple[int, bytes, dict[str, str]]:
-            telegram_id = 700_000_000 + i
+            telegram_id = FIRST_ID + i
             customer, _ = await app.register_customer(telegram_id)
             assert customer.id is not None
             link = await app.start_checkout(customer.id, "cryptopay", plan_code="month")
@@ -255,7 +323,13 @@ async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
         deliveries = await gather_bounded([functools.partial(prepare, i) for i in range(n)], 16)
         print(f"   prepared {n} pending payments in {time.perf_counter() - t0:.1f}s")
         base, server_pid = await webhooks_process(stack, env)
-        meter = CpuMeter({"webhook server + its drain": server_pid, "PostgreSQL": postmaster})
+        meter = CpuMeter(
+            {
+                "webhook server + its drain": server_pid,
+                "PostgreSQL": postmaster,
+                "Telegram emulator (not the shop)": tg.proc.pid,
+            }
+        )
         print(f"   webhook server (its own process, draining its own outbox): {base}")
 
         failures = 0
@@ -287,44 +361,58 @@ async def run(url: str, rate: float, seconds: float, postmaster: int) -> None:
             if time.perf_counter() - waited > DRAIN_GRACE:
                 break
             await asyncio.sleep(0.1)
+        while await tg.count() < len(timings.committed):
+            if time.perf_counter() - waited > DRAIN_GRACE:
+                break
+            await asyncio.sleep(0.1)
         meter.report(len(timings.committed) or 1)
+        timings.chat, timings.chat_answers = await tg.dump()
         report(timings)
 
 
-def report(t: Timings) -> None:
-    latencies = [t.panel[k] - t.committed[k] for k in t.committed if k in t.panel]
-    missing = len(t.committed) - len(latencies)
-    floor50, floor99 = pct(t.panel_answers, 0.5), pct(t.panel_answers, 0.99)
+def latency_lines(
+    what: str, committed: dict[int, float], seen: dict[int, float], answers: list[float], floor: str
+) -> tuple[float, float, int]:
+    """Print committed -> *what* with its floor and ratios; returns p50, p99, missing."""
+    latencies = [seen[k] - committed[k] for k in committed if k in seen]
+    missing = len(committed) - len(latencies)
+    floor50, floor99 = pct(answers, 0.5), pct(answers, 0.99)
     p50, p99 = pct(latencies, 0.5), pct(latencies, 0.99)
-    print(f"   panel users created for {len(latencies)} of {len(t.committed)} payments")
+    print(f"   {what} for {len(latencies)} of {len(committed)} payments")
     print(
-        f"   committed -> panel user  p50 {p50 * 1000:8.1f} ms  p99 {p99 * 1000:8.1f} ms"
+        f"   committed -> {what:20s} p50 {p50 * 1000:8.1f} ms  p99 {p99 * 1000:8.1f} ms"
         f"  max {max(latencies, default=0) * 1000:8.1f} ms"
+        f"  mean {statistics.fmean(latencies) * 1000 if latencies else float('nan'):8.1f} ms"
     )
     print(
-        f"   floor: the panel emulator's answer ({len(t.panel_answers)} calls)"
+        f"   floor: {floor} ({len(answers)} calls)"
         f"  p50 {floor50 * 1000:8.1f} ms  p99 {floor99 * 1000:8.1f} ms"
     )
     print(f"   ratio to the floor: p50 {p50 / floor50:.1f}x  p99 {p99 / floor99:.1f}x")
-    if t.chat:  # the hook: filled once the notification handler delivers messages
-        chat = [t.chat[k] - t.committed[k] for k in t.committed if k in t.chat]
-        print(
-            f"   committed -> message in the chat  p50 {pct(chat, 0.5) * 1000:8.1f} ms"
-            f"  p99 {pct(chat, 0.99) * 1000:8.1f} ms"
-        )
-    holds = p50 < TARGET_P50 and p99 < TARGET_P99 and missing == 0
+    return p50, p99, missing
+
+
+def report(t: Timings) -> None:
+    holds = True
+    for what, seen, answers, floor in (
+        ("panel user", t.panel, t.panel_answers, "the panel emulator's answer"),
+        ("message in the chat", t.chat, t.chat_answers, "the Telegram emulator's answer"),
+    ):
+        p50, p99, missing = latency_lines(what, t.committed, seen, answers, floor)
+        holds = holds and p50 < TARGET_P50 and p99 < TARGET_P99 and missing == 0
     print(
-        f"   target p50 < {TARGET_P50:.0f} s and p99 < {TARGET_P99:.0f} s, none missing: "
+        f"   target p50 < {TARGET_P50:.0f} s and p99 < {TARGET_P99:.0f} s for both, none missing: "
         + ("HOLDS" if holds else "DOES NOT HOLD")
     )
-    if latencies:
-        print(f"   mean {statistics.fmean(latencies) * 1000:.1f} ms")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=100.0, help="payments per second")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--outbox-concurrency", type=int, help="VPNSHOP_OUTBOX_CONCURRENCY of the server"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(f"== outbox latency: {args.rate:.0f} payments/s for {args.seconds:.0f} s, PostgreSQL")
@@ -344,7 +432,7 @@ async def main() -> None:
             finally:
                 await engine.dispose()
             postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-            await run(url, args.rate, args.seconds, postmaster)
+            await run(url, args.rate, args.seconds, postmaster, args.outbox_concurrency)
         finally:
             cluster.stop()
 

@@ -5,6 +5,7 @@ renewed leases, payment expiry, abandoned orders, panel drift, outbox retry."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import attrs
@@ -22,6 +23,7 @@ from vpnshop.ports.payments import ProviderStatus
 from vpnshop.services.deps import outbox_job
 from vpnshop.services.drain import DrainLoop
 from vpnshop.services.drift import CheckPanelDrift
+from vpnshop.services.links import LinkNotReadyError
 from vpnshop.services.maintenance import CleanupOrders, ExpirePayments
 from vpnshop.services.outbox import OutboxAdmin, OutboxWorker, PermanentJobError
 from vpnshop.services.periodic import JobRegistry, PeriodicJob, PeriodicRunner
@@ -186,6 +188,39 @@ async def test_a_kick_drains_at_once_and_stop_finishes_the_jobs_in_hand(shop: Sh
     async with shop.uow() as uow:
         job = await uow.outbox.get(done[0])
     assert job is not None and job.status is JobStatus.DONE
+
+
+async def test_a_notice_waiting_for_its_panel_user_is_sent_within_a_second(shop: Shop) -> None:
+    """A purchase notice that ran before its apply job made the link is retried after a
+    fraction of a second, and the drain looks again then, not at its next poll."""
+    await _enqueue(shop, 1)
+    tries: list[float] = []
+
+    async def notice(job: OutboxJob) -> None:
+        tries.append(time.monotonic())
+        if len(tries) == 1:
+            raise LinkNotReadyError("subscription 1: the panel user is not made yet")
+
+    loop = DrainLoop(OutboxWorker(shop.deps, {"probe": notice}), interval=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    for _ in range(100):
+        if tries:
+            break
+        await asyncio.sleep(0.01)
+    async with shop.uow() as uow:
+        (job,) = await uow.outbox.listing()
+    assert job.due_at - shop.clock.now() < timedelta(seconds=1)  # not the 2 s of a failure
+    shop.clock.advance(1)
+    for _ in range(200):
+        if len(tries) == 2:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert len(tries) == 2
+    assert tries[1] - tries[0] < 1.5  # long before the hour-long poll
+    assert loop.stats.done == 1
 
 
 async def test_a_running_jobs_lease_is_renewed_and_a_dead_ones_lapses(shop: Shop) -> None:

@@ -40,12 +40,13 @@ class OutboxJob:
 
 
 def backoff(
-    attempts: int, base: float = 2.0, cap: float = 3600.0, jitter: float = 0.2
+    attempts: int, base: float = 2.0, cap: float = 3600.0, jitter: float = 0.2, scale: float = 1.0
 ) -> timedelta:
     """Delay before retry number *attempts* (1-based): exponential, capped, jittered.
 
     The jitter spreads retries from many jobs that failed together (a panel outage).
+    *scale* shrinks the first steps (the cap stays) for jobs that wait for a sibling.
     """
-    delay = min(cap, base ** max(attempts, 1))
+    delay = min(cap, scale * base ** max(attempts, 1))
     spread = delay * jitter
     return timedelta(seconds=delay + random.uniform(-spread, spread))

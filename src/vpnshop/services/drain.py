@@ -130,6 +130,9 @@ class DrainLoop:
             if report.done:
                 self._done.append(job.id)
                 self._has_done.set()
+            if report.retry_in is not None and report.retry_in < self.interval:
+                # due again before the next poll: look then, not a whole interval later
+                asyncio.get_running_loop().call_later(report.retry_in, self.wake.set)
             self._count(report)
         except StorageUnavailableError as exc:  # the outcome was not recorded; lease lapses
             log.warning("outbox: job %s: database unavailable: %s", job.id, exc)

@@ -13,6 +13,7 @@ from vpnshop.domain.outbox import JobKind
 from vpnshop.ports.panel import PanelError
 from vpnshop.services.deps import Deps, enqueue
 from vpnshop.services.my_subscription import owned_subscription
+from vpnshop.services.outbox import WaitingForSiblingError
 from vpnshop.services.panel import ApplySubscription
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 READY_TEMPLATE = "subscription_ready"
 
 
-class LinkNotReadyError(DomainError):
-    """The panel user does not exist yet: the notice waits (the outbox retries it)."""
+class LinkNotReadyError(DomainError, WaitingForSiblingError):
+    """The panel user does not exist yet: the notice waits for its apply job (the outbox
+    retries it soon)."""
 
     code = "link_not_ready"
 

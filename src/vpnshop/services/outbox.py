@@ -34,6 +34,14 @@ class PermanentJobError(DomainError):
     code = "job_permanent"
 
 
+class WaitingForSiblingError(Exception):
+    """The job waits for another job committed with it (a purchase notice for the panel
+    user its apply job is making, usually in the same drain at that moment): retried
+    after a fraction of a second at first, not the seconds of a failure's backoff."""
+
+
+SIBLING_SCALE = 0.1  # first retries after 0.2, 0.4, 0.8 s ...; the same 1 h cap after
+
 PERMANENT: tuple[type[BaseException], ...] = (
     PermanentJobError,
     PanelInvalidError,
@@ -49,6 +57,7 @@ class RunReport:
     done: int = 0
     retried: int = 0
     parked: int = 0
+    retry_in: float | None = None  # seconds until a job retried by this run is due again
 
     @property
     def total(self) -> int:
@@ -147,6 +156,8 @@ class OutboxWorker:
             delay = (
                 timedelta(seconds=e.retry_after)
                 if isinstance(e, RetryLaterError)
+                else backoff(job.attempts, scale=SIBLING_SCALE)
+                if isinstance(e, WaitingForSiblingError)
                 else backoff(job.attempts)
             )
             log.info(
@@ -158,7 +169,7 @@ class OutboxWorker:
                 exc_info=not isinstance(e, DomainError),
             )
             await self._finish(job.id, retry_at=self.deps.now() + delay, error=error)
-            return attrs.evolve(report, retried=report.retried + 1)
+            return attrs.evolve(report, retried=report.retried + 1, retry_in=delay.total_seconds())
         if record_done:
             await self._finish(job.id)
         return attrs.evolve(report, done=report.done + 1)
