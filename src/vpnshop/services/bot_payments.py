@@ -14,18 +14,13 @@ import attrs
 
 from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import DomainError
-from vpnshop.domain.ledger import EntryKind
 from vpnshop.domain.money import Money, currency
-from vpnshop.domain.order import OrderKind
-from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.payment import OPEN_STATUSES, PaymentStatus
-from vpnshop.domain.settlement import APPLY, Ref
 from vpnshop.ports.payments import EventKind, PaymentEvent, PaymentGateway, WebhookRequest
 from vpnshop.services.confirmation import ConfirmPayment
-from vpnshop.services.deps import Deps, enqueue, record
-from vpnshop.services.ledger import post_entry
+from vpnshop.services.deps import Deps
 from vpnshop.services.outcome import Outcome
-from vpnshop.services.subscriptions import current_subscription
+from vpnshop.services.refunds import refund_effects
 
 log = logging.getLogger(__name__)
 
@@ -126,46 +121,17 @@ class ApplyProviderRefund:
             if await uow.payments.add_refund(payment.id, amount, now) is None:
                 return Outcome.DUPLICATE
             key = f"refund:{payment.id}:{event.external_id}"
-            if order.kind is OrderKind.TOPUP:
-                await post_entry(
-                    uow,
-                    self.deps,
-                    customer_id=payment.customer_id,
-                    amount=-amount,
-                    kind=EntryKind.REFUND,
-                    key=key,
-                    actor=actor,
-                    reference=payment.id,
-                    memo="refunded at the provider",
-                )
-            days = order.days * amount.minor // order.amount.minor if order.days else 0
-            if days > 0:
-                await uow.customers.lock(payment.customer_id)
-                sub = await current_subscription(uow, payment.customer_id)
-                if sub is not None:
-                    await uow.subscriptions.update(sub.shortened(days, now))
-                    await uow.outbox.add(
-                        APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: key}, now)
-                    )
-            await enqueue(
+            await refund_effects(
                 uow,
-                now,
-                JobKind.NOTIFY_CUSTOMER,
-                f"notify:{key}",
-                customer_id=payment.customer_id,
-                template="refund",
-                amount=str(amount),
+                self.deps,
+                payment=payment,
+                order=order,
+                amount=amount,
+                key=key,
+                actor=actor,
                 to_balance=False,
-            )
-            await record(
-                uow,
-                now,
-                actor,
-                "payment.refund",
-                f"payment:{payment.id}",
-                amount=str(amount),
-                external_id=event.external_id,
-                days_removed=days,
+                memo="refunded at the provider",
+                audit={"external_id": event.external_id},
             )
             await uow.commit()
         self.deps.kick()

@@ -17,7 +17,7 @@ from vpnshop.domain.errors import (
 )
 from vpnshop.domain.ledger import EntryKind
 from vpnshop.domain.money import Money
-from vpnshop.domain.order import OrderKind
+from vpnshop.domain.order import Order, OrderKind
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.payment import Payment
 from vpnshop.domain.settlement import APPLY, Ref
@@ -28,6 +28,7 @@ from vpnshop.ports.payments import (
     PaymentProviderError,
     ProviderStatus,
 )
+from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.balance_payments import BALANCE
 from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.deps import Deps, enqueue, record
@@ -95,66 +96,87 @@ class RefundPayment:
                 raise ValidationError(f"payment {payment.id} has no provider id to refund")
             await gateway.refund(payment.external_id, amount, key)
         now = self.deps.now()
-        days = order.days * amount.minor // order.amount.minor if order.days else 0
         async with self.deps.uow() as uow:
             updated = await uow.payments.add_refund(payment.id, amount, now)
             if updated is None:
                 raise ConflictError(f"payment {payment.id} changed while refunding; look again")
-            if order.kind is OrderKind.TOPUP:
-                await post_entry(
-                    uow,
-                    self.deps,
-                    customer_id=payment.customer_id,
-                    amount=-amount,
-                    kind=EntryKind.REFUND,
-                    key=key,
-                    actor=admin,
-                    reference=payment.id,
-                    memo=reason,
-                )
-            elif not through_provider:
-                await post_entry(
-                    uow,
-                    self.deps,
-                    customer_id=payment.customer_id,
-                    amount=amount,
-                    kind=EntryKind.REFUND,
-                    key=key,
-                    actor=admin,
-                    reference=payment.id,
-                    memo=reason,
-                )
-            if days > 0:
-                await uow.customers.lock(payment.customer_id)
-                sub = await current_subscription(uow, payment.customer_id)
-                if sub is not None:
-                    await uow.subscriptions.update(sub.shortened(days, now))
-                    applied = {Ref.SUBSCRIPTION: sub.id, Ref.REASON: key}
-                    await uow.outbox.add(APPLY.job(applied, now))
-            await enqueue(
+            days = await refund_effects(
                 uow,
-                now,
-                JobKind.NOTIFY_CUSTOMER,
-                f"notify:{key}",
-                customer_id=payment.customer_id,
-                template="refund",
-                amount=str(amount),
+                self.deps,
+                payment=payment,
+                order=order,
+                amount=amount,
+                key=key,
+                actor=admin,
                 to_balance=not through_provider,
-            )
-            await record(
-                uow,
-                now,
-                admin,
-                "payment.refund",
-                f"payment:{payment.id}",
-                amount=str(amount),
-                reason=reason,
-                days_removed=days,
-                to_balance=not through_provider,
+                memo=reason,
+                audit={"reason": reason, "to_balance": not through_provider},
             )
             await uow.commit()
         self.deps.kick()
         return RefundResult(updated, amount, not through_provider, days)
+
+
+async def refund_effects(
+    uow: UnitOfWork,
+    deps: Deps,
+    *,
+    payment: Payment,
+    order: Order,
+    amount: Money,
+    key: str,
+    actor: Actor,
+    to_balance: bool,
+    memo: str,
+    audit: Mapping[str, object],
+) -> int:
+    """What refunding *amount* of *payment* changes, in the caller's transaction, after
+    ``payments.add_refund`` accepted it: a top-up's credit is taken back, or the money goes
+    to the balance (*to_balance*, a refund the provider cannot make); a plan's days are
+    removed in proportion (the panel follows through the outbox); the customer is told and
+    the refund audited. Returns the days removed. The one rule for admin refunds and for
+    refunds a provider reports."""
+    now = deps.now()
+    if order.kind is OrderKind.TOPUP or to_balance:
+        await post_entry(
+            uow,
+            deps,
+            customer_id=payment.customer_id,
+            amount=-amount if order.kind is OrderKind.TOPUP else amount,
+            kind=EntryKind.REFUND,
+            key=key,
+            actor=actor,
+            reference=payment.id,
+            memo=memo,
+        )
+    days = order.days * amount.minor // order.amount.minor if order.days else 0
+    if days > 0:
+        await uow.customers.lock(payment.customer_id)
+        sub = await current_subscription(uow, payment.customer_id)
+        if sub is not None:
+            await uow.subscriptions.update(sub.shortened(days, now))
+            await uow.outbox.add(APPLY.job({Ref.SUBSCRIPTION: sub.id, Ref.REASON: key}, now))
+    await enqueue(
+        uow,
+        now,
+        JobKind.NOTIFY_CUSTOMER,
+        f"notify:{key}",
+        customer_id=payment.customer_id,
+        template="refund",
+        amount=str(amount),
+        to_balance=to_balance,
+    )
+    await record(
+        uow,
+        now,
+        actor,
+        "payment.refund",
+        f"payment:{payment.id}",
+        amount=str(amount),
+        days_removed=days,
+        **audit,  # what this kind of refund adds (the reason, the provider's refund id)
+    )
+    return days
 
 
 @attrs.frozen
