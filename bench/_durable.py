@@ -30,6 +30,22 @@ def durable_cluster() -> PostgresCluster:
     return PostgresCluster(settings=DURABLE)
 
 
+async def migrated_database(cluster: PostgresCluster, name: str = "bench") -> str:
+    """Create database *name* on *cluster*, migrate it to the newest schema, and return
+    its SQLAlchemy URL."""
+    from vpnshop.adapters.storage.engine import create_engine
+    from vpnshop.adapters.storage.migrate import upgrade
+
+    cluster.create_database(name)
+    url = cluster.sqlalchemy_url(name)
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
 async def print_settings(engine: AsyncEngine) -> dict[str, str]:
     """Print (and return) the settings the server actually runs with."""
     values: dict[str, str] = {}

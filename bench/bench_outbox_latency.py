@@ -42,11 +42,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 import attrs
-from _durable import durable_cluster, print_settings  # bench/ is the script's directory
+from _durable import (  # bench/ is the script's directory
+    durable_cluster,
+    migrated_database,
+    print_settings,
+)
 from aiohttp import web
 
-from vpnshop.adapters.storage.engine import create_engine
-from vpnshop.adapters.storage.migrate import upgrade
 from vpnshop.bootstrap import bootstrap
 from vpnshop.config import parse_settings
 from vpnshop.domain.actor import Actor
@@ -424,13 +426,7 @@ async def main() -> None:
             print(f"   PostgreSQL skipped: {exc}")
             return
         try:
-            cluster.create_database("bench")
-            url = cluster.sqlalchemy_url("bench")
-            engine = create_engine(url)
-            try:
-                await upgrade(engine)
-            finally:
-                await engine.dispose()
+            url = await migrated_database(cluster)
             postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
             await run(url, args.rate, args.seconds, postmaster, args.outbox_concurrency)
         finally:

@@ -43,11 +43,14 @@ from typing import TypeVar
 
 import attrs
 import sqlalchemy as sa
-from _durable import durable_cluster, print_settings  # bench/ is the script's directory
+from _durable import (  # bench/ is the script's directory
+    durable_cluster,
+    migrated_database,
+    print_settings,
+)
 
 from vpnshop.adapters.payments.cryptopay import CryptoPayGateway, CryptoPaySettings
 from vpnshop.adapters.storage.engine import create_engine
-from vpnshop.adapters.storage.migrate import upgrade
 from vpnshop.bootstrap import bootstrap
 from vpnshop.config import Settings
 from vpnshop.domain.actor import Actor
@@ -357,13 +360,7 @@ async def main() -> None:
             print(f"\n== PostgreSQL skipped: {exc}")
             return
         try:
-            cluster.create_database("bench")
-            url = cluster.sqlalchemy_url("bench")
-            engine = create_engine(url)
-            try:
-                await upgrade(engine)
-            finally:
-                await engine.dispose()
+            url = await migrated_database(cluster)
             await bench_database("PostgreSQL", url, args.n, args.clients, args.rounds)
         finally:
             cluster.stop()
