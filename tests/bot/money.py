@@ -15,6 +15,7 @@ from vpnshop.domain.money import RUB, Money
 from vpnshop.domain.payment import Payment
 from vpnshop.testing.cryptopay import CryptoPayEmulator
 from vpnshop.testing.freekassa import FreeKassaEmulator
+from vpnshop.testing.providers import provider_env
 from vpnshop.testing.telegram import TgUser
 from vpnshop.testing.tribute import TributeEmulator
 from vpnshop.testing.yookassa import YooKassaEmulator
@@ -74,21 +75,7 @@ async def money_shop(database_url: str) -> AsyncIterator[MoneyShop]:
     ):
         tb.add_product(TRIBUTE_CODE, price=Money(19900, RUB).minor)
         env = {
-            "VPNSHOP_YOOKASSA_SHOP_ID": yk.shop_id,
-            "VPNSHOP_YOOKASSA_SECRET_KEY": yk.secret_key,
-            "VPNSHOP_YOOKASSA_API_URL": yk.api_url,
-            "VPNSHOP_YOOKASSA_RETURN_URL": "https://t.me/vpnshop_bot",
-            "VPNSHOP_YOOKASSA_ALLOWED_IPS": "127.0.0.1",
-            "VPNSHOP_CRYPTOPAY_TOKEN": cp.token,
-            "VPNSHOP_CRYPTOPAY_API_URL": cp.base_url,
-            "VPNSHOP_FREEKASSA_SHOP_ID": str(fk.shop_id),
-            "VPNSHOP_FREEKASSA_API_KEY": fk.api_key,
-            "VPNSHOP_FREEKASSA_SECRET_WORD_2": fk.secret_word_2,
-            "VPNSHOP_FREEKASSA_API_URL": fk.api_url,
-            "VPNSHOP_FREEKASSA_ALLOWED_IPS": "127.0.0.1",
-            "VPNSHOP_FREEKASSA_CUSTOMER_IP": "203.0.113.10",
-            "VPNSHOP_TRIBUTE_API_KEY": tb.api_key,
-            "VPNSHOP_TRIBUTE_PRODUCTS": f"month={tb.web_app_link(TRIBUTE_CODE)}",
+            **provider_env(yk, cp, fk, tb, tribute_product=TRIBUTE_CODE),
         }
         async with bot_shop(database_url, env, providers=True) as bot:
             runner, url = await start_site(create_app(bot.app), access_log=False)

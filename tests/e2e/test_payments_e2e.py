@@ -31,6 +31,7 @@ from vpnshop.ports.payments import CheckoutRequest
 from vpnshop.testing.cryptopay import CryptoPayEmulator
 from vpnshop.testing.fakes import FakePanel
 from vpnshop.testing.freekassa import FreeKassaEmulator
+from vpnshop.testing.providers import provider_env
 from vpnshop.testing.tribute import TributeEmulator
 from vpnshop.testing.yookassa import YooKassaEmulator
 from vpnshop_webhooks.app import create_app
@@ -68,21 +69,7 @@ def shop_settings(
     """Settings as an operator would write them, pointing every provider at its emulator."""
     env = {
         "VPNSHOP_DATABASE_URL": database_url,
-        "VPNSHOP_YOOKASSA_SHOP_ID": yk.shop_id,
-        "VPNSHOP_YOOKASSA_SECRET_KEY": yk.secret_key,
-        "VPNSHOP_YOOKASSA_API_URL": yk.api_url,
-        "VPNSHOP_YOOKASSA_RETURN_URL": "https://t.me/vpnshop_bot",
-        "VPNSHOP_YOOKASSA_ALLOWED_IPS": "127.0.0.1",
-        "VPNSHOP_CRYPTOPAY_TOKEN": cp.token,
-        "VPNSHOP_CRYPTOPAY_API_URL": cp.base_url,
-        "VPNSHOP_FREEKASSA_SHOP_ID": str(fk.shop_id),
-        "VPNSHOP_FREEKASSA_API_KEY": fk.api_key,
-        "VPNSHOP_FREEKASSA_SECRET_WORD_2": fk.secret_word_2,
-        "VPNSHOP_FREEKASSA_API_URL": fk.api_url,
-        "VPNSHOP_FREEKASSA_ALLOWED_IPS": "127.0.0.1",
-        "VPNSHOP_FREEKASSA_CUSTOMER_IP": "203.0.113.10",
-        "VPNSHOP_TRIBUTE_API_KEY": tb.api_key,
-        "VPNSHOP_TRIBUTE_PRODUCTS": f"month={tb.web_app_link(TRIBUTE_CODE)}",
+        **provider_env(yk, cp, fk, tb, tribute_product=TRIBUTE_CODE),
     }
     return parse_settings(env)
 

@@ -23,6 +23,7 @@ from vpnshop.plansfile import EXAMPLE, load_plans_file
 from vpnshop.runner import installed_shells
 from vpnshop.testing.cryptopay import CryptoPayEmulator
 from vpnshop.testing.freekassa import FreeKassaEmulator
+from vpnshop.testing.providers import provider_env
 from vpnshop.testing.remnawave import RemnawaveEmulator
 from vpnshop.testing.telegram import TelegramEmulator
 from vpnshop.testing.tribute import TributeEmulator
@@ -72,21 +73,14 @@ def demo_env(
         "VPNSHOP_WEBHOOKS_PORT": "0",
         "VPNSHOP_SCHEDULER_PORT": "0",
         "VPNSHOP_SCHEDULER_INTERVALS": "outbox=0.2,reminders=0.2,auto_renew=0.2",
-        "VPNSHOP_YOOKASSA_SHOP_ID": yk.shop_id,
-        "VPNSHOP_YOOKASSA_SECRET_KEY": yk.secret_key,
-        "VPNSHOP_YOOKASSA_API_URL": yk.api_url,
-        "VPNSHOP_YOOKASSA_RETURN_URL": "https://t.me/vpnshop_demo_bot",
-        "VPNSHOP_YOOKASSA_ALLOWED_IPS": "127.0.0.1",
-        "VPNSHOP_CRYPTOPAY_TOKEN": cp.token,
-        "VPNSHOP_CRYPTOPAY_API_URL": cp.base_url,
-        "VPNSHOP_FREEKASSA_SHOP_ID": str(fk.shop_id),
-        "VPNSHOP_FREEKASSA_API_KEY": fk.api_key,
-        "VPNSHOP_FREEKASSA_SECRET_WORD_2": fk.secret_word_2,
-        "VPNSHOP_FREEKASSA_API_URL": fk.api_url,
-        "VPNSHOP_FREEKASSA_ALLOWED_IPS": "127.0.0.1",
-        "VPNSHOP_FREEKASSA_CUSTOMER_IP": "203.0.113.10",
-        "VPNSHOP_TRIBUTE_API_KEY": tb.api_key,
-        "VPNSHOP_TRIBUTE_PRODUCTS": f"month={tb.web_app_link(TRIBUTE_PRODUCT)}",
+        **provider_env(
+            yk,
+            cp,
+            fk,
+            tb,
+            tribute_product=TRIBUTE_PRODUCT,
+            return_url="https://t.me/vpnshop_demo_bot",
+        ),
     }
 
 
