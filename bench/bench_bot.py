@@ -22,8 +22,8 @@ timed from spawn to its first answer to a waiting ``/start``, and its RSS then; 
 
 Everything runs on one machine: the Telegram emulator shares the event loop with the
 dispatcher (product and floor both pay for it); the panel emulator, which only the
-product calls, runs on a thread of its own (a panel is another machine in production),
-and its CPU is left out of the product's. The numbers move with the machine's load;
+product calls, runs in a process of its own (a panel is another machine in production:
+its CPU is not the bot's, nor is its GIL). The numbers move with the machine's load;
 the CPU per update printed under each journey moves less.
 Bounded: N updates per round, ROUNDS rounds, a wall-clock deadline.
 
@@ -34,17 +34,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from aiogram import Bot, Dispatcher, F
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -54,8 +55,8 @@ from vpnshop.adapters.storage.migrate import upgrade
 from vpnshop.bootstrap import bootstrap
 from vpnshop.config import parse_settings
 from vpnshop.domain.actor import Actor
+from vpnshop.heap import settle_heap
 from vpnshop.plansfile import EXAMPLE, load_plans_file
-from vpnshop.testing.remnawave import RemnawaveEmulator
 from vpnshop.testing.telegram import TelegramEmulator, TgUser
 from vpnshop_bot.dispatcher import build_dispatcher
 from vpnshop_bot.serve import make_bot
@@ -88,11 +89,9 @@ async def feed_all(
         while queue:
             await feed(queue.pop())
 
-    panel_cpu = PANEL.cpu if PANEL is not None else lambda: 0.0
-    started, cpu, other = time.perf_counter(), time.process_time(), panel_cpu()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    spent = (time.process_time() - cpu) - (panel_cpu() - other)
-    cpu_ms = spent * 1000 / len(updates)
+    cpu_ms = (time.process_time() - cpu) * 1000 / len(updates)
     return len(updates) / (time.perf_counter() - started), cpu_ms
 
 
@@ -117,37 +116,40 @@ def floor_dispatcher(menu: tuple[str, InlineKeyboardMarkup], sub: tuple[str, Any
     return dp
 
 
-class PanelThread:
-    """The Remnawave emulator on a thread of its own, with its own event loop: the panel
-    is another machine in production, so its server side must not share the bot's loop
-    nor count in the bot's CPU (the floor calls no panel). ``cpu()`` is its thread's CPU
-    seconds, taken off the process's in the per-update figure."""
+@attrs.frozen
+class Panel:
+    """Where the panel emulator listens, and its API token."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="panel", daemon=True)
-        self.emulator = RemnawaveEmulator("3.3.2")
-
-    async def __aenter__(self) -> RemnawaveEmulator:
-        self.thread.start()
-        enter = asyncio.run_coroutine_threadsafe(self.emulator.__aenter__(), self.loop)
-        await asyncio.wrap_future(enter)
-        return self.emulator
-
-    async def __aexit__(self, *exc: object) -> None:
-        leave = asyncio.run_coroutine_threadsafe(
-            self.emulator.__aexit__(None, None, None), self.loop
-        )
-        await asyncio.wrap_future(leave)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        await asyncio.to_thread(self.thread.join)
-
-    def cpu(self) -> float:
-        assert self.thread.ident is not None
-        return time.clock_gettime(time.pthread_getcpuclockid(self.thread.ident))
+    base_url: str
+    token: str
 
 
-PANEL: PanelThread | None = None
+@contextlib.asynccontextmanager
+async def panel_process() -> AsyncIterator[Panel]:
+    """The Remnawave emulator in a process of its own (``_panel_process.py``): the panel is
+    another machine in production, so its CPU must not count in the bot's and its work
+    must not hold the bot's GIL (a thread would: every answer would cost the bot a GIL
+    hand-over that no deployment pays). Only the product calls it; the floor does not."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("_panel_process.py")),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().split()
+        if len(line) != 3 or line[0] != "ready":
+            raise RuntimeError(f"the panel process did not start: {line!r}")
+        yield Panel(base_url=line[1], token=line[2])
+    finally:
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 def rss_mib(pid: int) -> float:
@@ -172,7 +174,7 @@ async def import_aiogram_baseline() -> tuple[float, float]:
     return time.perf_counter() - started, int(out) / 1024
 
 
-async def bot_process(db_url: str, tg: TelegramEmulator, panel: RemnawaveEmulator, uid: int):  # type: ignore[no-untyped-def]
+async def bot_process(db_url: str, tg: TelegramEmulator, panel: Panel, uid: int):  # type: ignore[no-untyped-def]
     """Seconds from spawning ``vpnshop run bot`` to its answer to a waiting /start, and
     its RSS (MiB) then."""
     user = tg.user(uid, "Startup", language_code="en")
@@ -214,9 +216,7 @@ async def run(n: int, rounds: int, users: int, concurrency: int, workdir: Path) 
     engine = create_engine(db_url)
     await upgrade(engine)
     await engine.dispose()
-    global PANEL
-    PANEL = PanelThread()
-    async with TelegramEmulator(TOKEN) as tg, PANEL as panel:
+    async with TelegramEmulator(TOKEN) as tg, panel_process() as panel:
         tg.callback_answer_timeout = 1e9  # updates are built before their round
         settings = parse_settings(
             {
@@ -233,6 +233,7 @@ async def run(n: int, rounds: int, users: int, concurrency: int, workdir: Path) 
             dp = build_dispatcher(app, link_wait=10.0)
             bot = make_bot(tg.token, tg.api_url)
             floor_bot = make_bot(tg.token, tg.api_url)
+            settle_heap()  # as `vpnshop run bot` does once it has started (vpnshop.heap)
             try:
                 return await measure(
                     app, tg, panel, dp, bot, floor_bot, db_url, n, rounds, users, concurrency
@@ -245,7 +246,7 @@ async def run(n: int, rounds: int, users: int, concurrency: int, workdir: Path) 
 async def measure(
     app: Any,
     tg: TelegramEmulator,
-    panel: RemnawaveEmulator,
+    panel: Panel,
     dp: Dispatcher,
     bot: Bot,
     floor_bot: Bot,

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from vpnshop.config import Settings
+from vpnshop.heap import settle_heap
 from vpnshop.runner import Serve, installed_shells, prepare_embedded
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ async def _run_parts(
         extra = {"wake": wake} if name == "scheduler" else {}
         part = shells[name](settings, app=app, stop=stop, ready=ready(name), **extra)
         tasks[name] = asyncio.create_task(_awaited(part), name=f"vpnshop-{name}")
+    settle_heap()  # every part's code is imported and the App is built
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()

@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from vpnshop.config import Settings
+from vpnshop.heap import settle_heap
 
 SHELLS_GROUP = "vpnshop.shells"
 
@@ -64,5 +65,7 @@ async def run(settings: Settings, shell: str) -> int:
             file=sys.stderr,
         )
         return 2
-    await serve(settings)
+    part = serve(settings)  # imports the shell: all of the process's code is loaded now
+    settle_heap()
+    await part
     return 0
