@@ -20,14 +20,15 @@ timed from spawn to its first answer to a waiting ``/start``, and its RSS then; 
 ``python -c "import aiogram"`` (its wall time and RSS), measured in the same run
 (targets: at most 40 MiB and 1 s above it).
 
-Everything runs on one machine: the Telegram emulator shares the event loop with the
-dispatcher (product and floor both pay for it); the panel emulator, which only the
-product calls, runs in a process of its own (a panel is another machine in production:
-its CPU is not the bot's, nor is its GIL). The numbers move with the machine's load;
-the CPU per update printed under each journey moves less.
+The dispatcher runs as ``vpnshop run bot`` runs it: on uvloop where installed, with the
+heap settled once started (``vpnshop.heap``). Everything runs on one machine: the Telegram
+emulator shares the event loop with the dispatcher (product and floor both pay for it);
+the panel emulator, which only the product calls, runs in a process of its own (a panel
+is another machine in production: its CPU is not the bot's, nor is its GIL). The numbers
+move with the machine's load; the CPU per update printed under each journey moves less.
 Bounded: N updates per round, ROUNDS rounds, a wall-clock deadline.
 
-    python bench/bench_bot.py [--n 400] [--rounds 3] [--users 40] [--concurrency 8]
+    python bench/bench_bot.py [--n 400] [--rounds 5] [--users 40] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from vpnshop.adapters.storage.engine import create_engine
 from vpnshop.adapters.storage.migrate import upgrade
 from vpnshop.bootstrap import bootstrap
+from vpnshop.cli import run_async
 from vpnshop.config import parse_settings
 from vpnshop.domain.actor import Actor
 from vpnshop.heap import settle_heap
@@ -351,13 +353,14 @@ async def measure(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=400, help="updates per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as tmp:
-        return asyncio.run(run(args.n, args.rounds, args.users, args.concurrency, Path(tmp)))
+        # on uvloop where installed, as `vpnshop run bot` runs (product and floor alike)
+        return run_async(run(args.n, args.rounds, args.users, args.concurrency, Path(tmp)))
 
 
 if __name__ == "__main__":
