@@ -55,6 +55,29 @@ async def test_start_with_referral_link_binds_once(shop: BotShop) -> None:
     assert "cannot be used by you" in (await bob.reply()).text
 
 
+async def test_the_welcome_promises_the_referee_only_the_bonus_the_policy_grants(
+    shop: BotShop, database_url: str
+) -> None:
+    """Bound by a referral link, the newcomer is told of bonus days only when the policy
+    grants the referee some, and then how many (in their language)."""
+    bob = await started(shop, 2001, "Bob")
+    alice = shop.user(1001, "Alice")
+    await alice.start(f"ref_{await referral_code(shop, bob.id)}")
+    plain = (await alice.reply()).text
+    assert "friend's invitation." in plain
+    assert "bonus" not in plain
+    env = {"VPNSHOP_REFERRAL_BONUS_DAYS_REFEREE": "5"}
+    async with bot_shop(database_url, env) as generous:
+        carol = await started(generous, 2002, "Carol")
+        code = await referral_code(generous, carol.id)
+        dan = generous.user(1002, "Dan")
+        await dan.start(f"ref_{code}")
+        assert "you get 5 bonus days on your first payment" in (await dan.reply()).text
+        olena = generous.user(1003, "Olena", language_code="uk")
+        await olena.start(f"ref_{code}")
+        assert "бонусные дни: 5" in (await olena.reply()).text
+
+
 async def test_start_with_campaign_and_bad_promo(shop: BotShop) -> None:
     """A campaign token is stored for attribution; an unknown promo_ code is named as not
     valid and the menu still comes."""

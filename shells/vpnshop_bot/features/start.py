@@ -23,10 +23,13 @@ _REFERRAL_TEXT = {
 }
 
 
-def link_notes(tr: Translator, onboarding: Onboarding) -> list[str]:
-    """What the deep link did, in words (nothing for a plain /start or a campaign)."""
+def link_notes(tr: Translator, onboarding: Onboarding, referee_days: int = 0) -> list[str]:
+    """What the deep link did, in words (nothing for a plain /start or a campaign). A
+    bound referral promises the referee's bonus days only when the policy grants some."""
     notes = []
-    if onboarding.referral in _REFERRAL_TEXT:
+    if onboarding.referral is ReferralOutcome.BOUND and referee_days:
+        notes.append(tr("start.ref.bound_days", days=referee_days))
+    elif onboarding.referral in _REFERRAL_TEXT:
         notes.append(tr(_REFERRAL_TEXT[onboarding.referral]))
     if onboarding.promo is not None:
         notes.append(tr("start.promo.applied", code=onboarding.promo.code))
@@ -55,7 +58,8 @@ def setup(menu: MenuRegistry) -> Router:
         name = message.from_user.first_name if message.from_user else ""
         greeting = "start.welcome" if onboarding.created else "start.welcome_back"
         text, markup = await home_screen(ctx, journeys, customer, tr)
-        parts = [tr(greeting, name=name), *link_notes(tr, onboarding), text]
+        referee_days = journeys.referral_stats.policy.referee_bonus_days
+        parts = [tr(greeting, name=name), *link_notes(tr, onboarding, referee_days), text]
         await message.answer("\n\n".join(parts), reply_markup=markup)
 
     return router
