@@ -78,6 +78,20 @@ async def test_an_extension_re_arms_the_reminders(shop: Shop) -> None:
     assert len(await reminder_keys(shop)) == 2
 
 
+async def test_a_reminder_due_as_the_subscription_starts_is_not_sent(shop: Shop) -> None:
+    """A 3-day subscription is not told "3 days left" as it starts; its 1-day reminder
+    still comes, and a 10-day one gets both."""
+    remind = SendReminders(shop.deps, offsets=(3 * 86400, 86400))
+    short, _ = await buy(shop, 110, 3)
+    long, _ = await buy(shop, 111, 10)
+    for _ in range(4 * 10):  # ten days in 6-hour steps
+        await remind()
+        shop.clock.advance(timedelta(hours=6))
+    told = await notices(shop)
+    assert told.count((short, "subscription_expiring")) == 1
+    assert told.count((long, "subscription_expiring")) == 2
+
+
 async def test_banned_and_unreachable_customers_are_not_reminded(shop: Shop) -> None:
     """Reminders skip banned and unreachable customers; trials get the trial template."""
     remind = SendReminders(shop.deps, offsets=(86400,))

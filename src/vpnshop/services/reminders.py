@@ -6,7 +6,9 @@ stored in the database (``job_cursors``), so one run reads only the subscription
 became due since the last one: an index range scan whose cost follows the due work, not
 the size of the table. The outbox dedupe key carries the expiry, so an extension re-arms
 every reminder, and two replicas (or a run repeated after a kill -9) enqueue each reminder
-once: the cursor row is locked by the scan's transaction and the key is unique.
+once: the cursor row is locked by the scan's transaction and the key is unique. A
+reminder that falls due within an hour of the subscription's creation is skipped (a 3-day
+trial is not told "3 days left" as it starts).
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import attrs
 
 from vpnshop.domain.outbox import JobKind, OutboxJob
 from vpnshop.domain.settlement import APPLY, Ref
+from vpnshop.domain.subscription import Subscription
 from vpnshop.ports.storage_jobs import DueSubscription, ScanCursor
 from vpnshop.services.deps import Deps, outbox_job
 
 DAY = 86400
+# A reminder due this close after the subscription was created is not sent: a 3-day
+# trial would otherwise be told "3 days left" the moment it starts.
+FRESH = timedelta(hours=1)
 
 
 def reminder_template(offset: int, is_trial: bool) -> str:
@@ -102,6 +108,8 @@ class SendReminders:
         assert sub.id is not None
         if not (self.notify and offset in self.offsets and due.reachable and sub.enabled):
             return None
+        if offset > 0 and _new_then(sub, offset):
+            return None
         return outbox_job(
             now,
             JobKind.NOTIFY_CUSTOMER,
@@ -110,6 +118,16 @@ class SendReminders:
             template=reminder_template(offset, sub.is_trial),
             **_params(due, offset),
         )
+
+
+def _new_then(sub: Subscription, offset: int) -> bool:
+    """Whether the reminder *offset* before expiry falls within FRESH of the subscription's
+    creation (it was created with at most that long to run). A store that does not know
+    when a row was created (created_at not before its expiry) sends every reminder."""
+    created = sub.created_at
+    if created is None or created >= sub.expires_at:
+        return False
+    return sub.expires_at - timedelta(seconds=offset) <= created + FRESH
 
 
 def _apply(due: DueSubscription, now: datetime) -> OutboxJob:
