@@ -27,6 +27,7 @@ def customer_jobs(app: App) -> Iterable[PeriodicJob]:
             app.deps,
             offsets=s.reminder_offsets,
             notify=s.reminders_enabled,
+            renews_before=timedelta(days=s.auto_renew_days_before),
             max_lateness=timedelta(seconds=s.reminder_max_lateness),
             batch=s.scan_batch,
         ),

@@ -92,6 +92,22 @@ async def test_a_reminder_due_as_the_subscription_starts_is_not_sent(shop: Shop)
     assert told.count((long, "subscription_expiring")) == 2
 
 
+async def test_an_auto_renewing_subscription_hears_from_its_renewal_not_a_reminder(
+    shop: Shop,
+) -> None:
+    """With auto-renewal a day before expiry, the 1-day reminder is left to the renewal's
+    own message; the 3-day one still goes, and without auto-renewal both do."""
+    remind = SendReminders(shop.deps, offsets=(3 * 86400, 86400), renews_before=DAY)
+    renewing, _ = await buy(shop, 112, 10, auto_renew=True)
+    manual, _ = await buy(shop, 113, 10)
+    for _ in range(4 * 10):  # ten days in 6-hour steps
+        await remind()
+        shop.clock.advance(timedelta(hours=6))
+    told = await notices(shop)
+    assert told.count((renewing, "subscription_expiring")) == 1
+    assert told.count((manual, "subscription_expiring")) == 2
+
+
 async def test_banned_and_unreachable_customers_are_not_reminded(shop: Shop) -> None:
     """Reminders skip banned and unreachable customers; trials get the trial template."""
     remind = SendReminders(shop.deps, offsets=(86400,))

@@ -8,7 +8,8 @@ the size of the table. The outbox dedupe key carries the expiry, so an extension
 every reminder, and two replicas (or a run repeated after a kill -9) enqueue each reminder
 once: the cursor row is locked by the scan's transaction and the key is unique. A
 reminder that falls due within an hour of the subscription's creation is skipped (a 3-day
-trial is not told "3 days left" as it starts).
+trial is not told "3 days left" as it starts), and so are those an auto-renewing
+subscription would get just before its renewal's own message.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class SendReminders:
     deps: Deps
     offsets: tuple[int, ...] = (3 * DAY, DAY, 0, -DAY)  # seconds before expiry
     notify: bool = True  # False: only the at-expiry panel update
+    # Auto-renewal's lead: an auto-renewing paid subscription hears from its renewal then
+    # ("renewed", or "too little balance"), so reminders within it are not sent. None: all.
+    renews_before: timedelta | None = None
     max_lateness: timedelta = timedelta(hours=6)
     batch: int = 1000
 
@@ -108,7 +112,7 @@ class SendReminders:
         assert sub.id is not None
         if not (self.notify and offset in self.offsets and due.reachable and sub.enabled):
             return None
-        if offset > 0 and _new_then(sub, offset):
+        if offset > 0 and (_new_then(sub, offset) or self._renewal_tells(sub, offset)):
             return None
         return outbox_job(
             now,
@@ -118,6 +122,14 @@ class SendReminders:
             template=reminder_template(offset, sub.is_trial),
             **_params(due, offset),
         )
+
+    def _renewal_tells(self, sub: Subscription, offset: int) -> bool:
+        """Whether the renewal job speaks for this reminder: the subscription renews
+        itself (paid, with a plan, auto-renewal on) no later than *offset* before expiry."""
+        lead = self.renews_before
+        if lead is None or not sub.auto_renew or sub.is_trial or sub.plan_code is None:
+            return False
+        return timedelta(seconds=offset) <= lead
 
 
 def _new_then(sub: Subscription, offset: int) -> bool:
