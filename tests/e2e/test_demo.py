@@ -33,7 +33,8 @@ KEY_LINES = [
     "    [⭐ Telegram Stars: 130 XTR]",
     "Payment of 199.00 RUB received. Your subscription is active until",
     "⏰ Your subscription ends on",
-    "🔄 Your subscription was renewed automatically for 30 days: 199.00 RUB from your balance.",
+    "🔄 Your subscription was renewed automatically for 30 days: 199.00 RUB from your balance."
+    " It is active until",
     "A refund of 199.00 RUB is on its way to your payment method.",
     "== Final state ==",
     "  balance: 102.00 RUB",

@@ -60,8 +60,9 @@ def journey(world: World, transcript: Transcript) -> list[Step]:
         answer = await alice.press(TRIAL)
         check("free trial is active" in (answer.text or ""), "the trial is active")
         sub = await _linked(alice)
-        # The trial is shorter than the first reminder's offset (3 days): the scheduler
-        # reminds at once.
+        # Not told "3 days left" as a 3-day trial starts: the reminder comes a day before.
+        world.clock.travel_to(sub.expires_at - timedelta(days=1) + timedelta(minutes=1))
+        transcript.note("time travel: 1 day before the trial ends")
         await alice.sees("Your free trial ends on", "the trial-ending reminder")
         return f"trial until {sub.expires_at:%Y-%m-%d %H:%M}, panel user {sub.panel_username}"
 

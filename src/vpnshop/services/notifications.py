@@ -97,6 +97,11 @@ class SendNotifications:
                 return "paid_topup", {"amount": str(payment.amount)}
             sub = await current_subscription(uow, customer_id)
             return "paid_plan", {"amount": str(payment.amount), **self._link(sub)}
+        if template == "auto_renewed":
+            sub = await uow.subscriptions.get(int(payload["subscription_id"]))
+            if sub is None:
+                raise PermanentJobError(f"subscription {payload['subscription_id']} not found")
+            return template, {**payload, "until": sub.expires_at}
         if template == "subscription_ready":
             sub = await uow.subscriptions.get(int(payload["subscription_id"]))
             return "subscription_ready", self._link(sub, required=True)

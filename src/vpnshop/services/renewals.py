@@ -23,6 +23,7 @@ from vpnshop.domain.order import Order, OrderKind
 from vpnshop.domain.outbox import JobKind
 from vpnshop.domain.payment import Payment, PaymentStatus
 from vpnshop.domain.referral import ReferralPolicy
+from vpnshop.domain.settlement import PAID_NOTICE
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.ports.storage_jobs import DueSubscription, ScanCursor
 from vpnshop.services.balance_payments import BALANCE
@@ -175,6 +176,10 @@ class RenewFromBalance:
         ctx = await uow.payments.context(payment.id, BALANCE, None)
         assert ctx is not None
         effects = effects_for(ctx, now=now, actor=ACTOR, policy=ReferralPolicy())
+        # The customer hears "renewed automatically, until ..." below, not also the
+        # generic "payment received" every settled payment announces.
+        paid = PAID_NOTICE.key(payment=payment.id)
+        effects = attrs.evolve(effects, jobs=tuple(j for j in effects.jobs if j.dedupe_key != paid))
         if await settle(uow, payment.id, PaymentStatus.SUCCEEDED, now, effects=effects) is None:
             return "skipped"
         await capture_hold(uow, hold.id)
