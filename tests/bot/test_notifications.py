@@ -66,9 +66,10 @@ async def test_blocked_customer_is_marked_unreachable_and_skipped(shop: BotShop)
 
 
 async def test_admin_notice_goes_to_every_admin(database_url: str) -> None:
-    """NOTIFY_ADMINS reaches each admin id that has opened the bot."""
+    """NOTIFY_ADMINS reaches each admin id that has opened the bot, each in the language
+    the bot knows them by."""
     async with bot_shop(database_url, {"VPNSHOP_ADMIN_IDS": "9001,9002"}) as shop:
-        admins = [shop.user(9001, "Root"), shop.user(9002, "Ops")]
+        admins = [shop.user(9001, "Root"), shop.user(9002, "Ops", language_code="ru")]
         for admin in admins:
             await admin.start()
             await admin.reply()
@@ -87,4 +88,6 @@ async def test_admin_notice_goes_to_every_admin(database_url: str) -> None:
         await shop.run_outbox()
         for admin in admins:
             await admin.wait_until(lambda a=admin: "pay_1" in a.last.text)  # type: ignore[misc]
-            assert "expected 199.00 RUB" in admin.last.text
+        root, ops = admins
+        assert "expected 199.00 RUB" in root.last.text
+        assert "ожидалось 199.00 RUB" in ops.last.text

@@ -69,14 +69,27 @@ class SendNotifications:
             await self.mark_reachable(customer_id, False)
 
     async def admins(self, job: OutboxJob) -> None:
+        """Each admin gets the notice in the language they chose in the bot (an admin who
+        never used it: ``admin_language``)."""
         payload: dict[str, Any] = dict(job.payload)
         template = str(payload.pop("template"))
-        message = self._render(Notice(f"admin.{template}", self.admin_language, payload))
+        async with self.deps.uow() as uow:
+            languages = {a: await self._language_of(uow, a) for a in self.admin_ids}
+        rendered: dict[str, Message] = {}
         for admin in self.admin_ids:
+            language = languages[admin]
+            if language not in rendered:
+                notice = Notice(f"admin.{template}", language, payload)
+                rendered[language] = self._render(notice)
+            message = rendered[language]
             try:
                 await self.notifier.send(admin, message)
             except RecipientUnreachableError as e:
                 log.warning("admin %s does not receive the bot's messages: %s", admin, e)
+
+    async def _language_of(self, uow: UnitOfWork, telegram_id: int) -> str:
+        customer = await uow.customers.by_telegram_id(telegram_id)
+        return customer.language if customer is not None else self.admin_language
 
     def _render(self, notice: Notice) -> Message:
         try:
