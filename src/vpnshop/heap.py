@@ -8,10 +8,11 @@ bot. The youngest generation was collected every 700 net allocations, every two 
 updates of "my subscription". bench/bench_bot.py measured the collector at ~1.1 ms of
 that screen's CPU per update, and 0.3 ms after ``settle_heap``.
 
-``settle_heap()``, once start-up is over: collect once, freeze what is left (``gc.freeze``:
-never walked again, never freed, which it would not have been anyway), and collect the
-youngest generation every ``GEN0_THRESHOLD`` allocations. Cycles are still found and freed;
-the process only stops re-proving that its own code is alive.
+``settle_heap()``, once start-up is over: freeze what start-up built (``gc.freeze``: never
+walked again, never freed, which it would not have been anyway), and collect the youngest
+generation every ``GEN0_THRESHOLD`` allocations. Cycles made later are still found and
+freed; the process only stops re-proving that its own code is alive. It does not collect
+first: that full collection took 0.36 s of the bot's start and found 41 objects.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ GEN0_THRESHOLD = 10_000  # CPython's default is 700; the older generations keep 
 def settle_heap() -> None:
     """Freeze the objects that start-up left and collect the young less often; call it
     once the process has imported and built what it runs on, before it serves."""
-    gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, older, oldest)
