@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from _children import end_child  # bench/ is the script's directory
 from aiogram import Bot, Dispatcher, F
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -147,12 +148,7 @@ async def panel_process() -> AsyncIterator[Panel]:
             raise RuntimeError(f"the panel process did not start: {line!r}")
         yield Panel(base_url=line[1], token=line[2])
     finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await end_child(proc)
 
 
 def rss_mib(pid: int) -> float:

@@ -43,7 +43,8 @@ from typing import TypeVar
 
 import attrs
 import sqlalchemy as sa
-from _durable import (  # bench/ is the script's directory
+from _children import end_child  # bench/ is the script's directory
+from _durable import (
     durable_cluster,
     migrated_database,
     print_settings,
@@ -198,16 +199,7 @@ async def server_process(stack: AsyncExitStack, *args: str) -> str:
         stdout=asyncio.subprocess.PIPE,
     )
 
-    async def stop() -> None:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-    stack.push_async_callback(stop)
+    stack.push_async_callback(end_child, proc)
     SERVER_PIDS.append(proc.pid)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)

@@ -49,6 +49,14 @@ async def buy(
     return cid, sub.id
 
 
+async def ten_days_of(shop: Shop, remind: SendReminders) -> list[tuple[int, str]]:
+    """Run *remind* every 6 hours for ten days; the notices it left."""
+    for _ in range(4 * 10):
+        await remind()
+        shop.clock.advance(timedelta(hours=6))
+    return await notices(shop)
+
+
 async def test_each_reminder_is_enqueued_once_per_offset_and_expiry(shop: Shop) -> None:
     """Walking the clock past expiry yields the 3-day, 1-day, at-expiry and 1-day-after
     reminders exactly once each, however often the job runs."""
@@ -84,10 +92,7 @@ async def test_a_reminder_due_as_the_subscription_starts_is_not_sent(shop: Shop)
     remind = SendReminders(shop.deps, offsets=(3 * 86400, 86400))
     short, _ = await buy(shop, 110, 3)
     long, _ = await buy(shop, 111, 10)
-    for _ in range(4 * 10):  # ten days in 6-hour steps
-        await remind()
-        shop.clock.advance(timedelta(hours=6))
-    told = await notices(shop)
+    told = await ten_days_of(shop, remind)
     assert told.count((short, "subscription_expiring")) == 1
     assert told.count((long, "subscription_expiring")) == 2
 
@@ -100,10 +105,7 @@ async def test_an_auto_renewing_subscription_hears_from_its_renewal_not_a_remind
     remind = SendReminders(shop.deps, offsets=(3 * 86400, 86400), renews_before=DAY)
     renewing, _ = await buy(shop, 112, 10, auto_renew=True)
     manual, _ = await buy(shop, 113, 10)
-    for _ in range(4 * 10):  # ten days in 6-hour steps
-        await remind()
-        shop.clock.advance(timedelta(hours=6))
-    told = await notices(shop)
+    told = await ten_days_of(shop, remind)
     assert told.count((renewing, "subscription_expiring")) == 1
     assert told.count((manual, "subscription_expiring")) == 2
 
