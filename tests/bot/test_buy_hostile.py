@@ -258,3 +258,53 @@ async def test_two_replicas_receiving_the_same_payment_credit_once(shop: MoneySh
     assert sub.expires_at == shop.bot.clock.now() + timedelta(days=30)
     await alice.wait_until(lambda: "Payment received" in (alice.last.text or ""))
     assert sum("Payment received" in t for t in alice.texts()) == 1
+
+
+async def test_an_invoice_paid_twice_at_once_gives_the_second_charge_back(
+    shop: MoneyShop,
+) -> None:
+    """Two devices pay one Stars invoice at once: both pre-checkouts are answered while the
+    order is open, and Telegram charges twice. The plan is extended once; the charge that
+    did not pay goes back to the payer through refundStarPayment (once, however often its
+    update comes, and Telegram's refunded_payment for it changes nothing), and the
+    customer is told."""
+    alice = await shop.started(1001)
+    await open_quote(alice)
+    await alice.press(STARS)
+    await alice.wait_until(lambda: any(m.invoice for m in alice.bot_messages()))
+    first, second = await alice.pay_twice()
+    assert first.ok and second.ok
+    assert first.message is not None and second.message is not None
+    await alice.wait_until(lambda: "Payment received" in (alice.last.text or ""))
+    paid_until = shop.bot.clock.now() + timedelta(days=30)
+    await asyncio.sleep(0.5)  # the other charge's update, handled after the first
+    await shop.bot.run_outbox()
+    await alice.wait_until(lambda: any("returned to you" in t for t in alice.texts()))
+    [payment] = await shop.payments(alice.id)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    [stray] = {first.charge_id, second.charge_id} - {payment.external_id}
+    [call] = shop.bot.tg.calls_of("refundStarPayment")
+    assert call.params.integer("user_id") == alice.id
+    assert call.params.string("telegram_payment_charge_id") == stray
+    assert shop.bot.tg.star_payments[stray].refunded
+    assert not shop.bot.tg.star_payments[str(payment.external_id)].refunded
+
+    # Both charges' updates again, and the refunded_payment Telegram sent: nothing more.
+    await alice.redeliver(first.message)
+    await alice.redeliver(second.message)
+    await asyncio.sleep(0.5)
+    await shop.bot.run_outbox()
+    assert len(shop.bot.tg.calls_of("refundStarPayment")) == 1
+    cid = await shop.bot.customer_id(alice.id)
+    async with shop.bot.app.deps.uow() as uow:
+        [sub] = await uow.subscriptions.for_customer(cid)
+        audit = await uow.audit.recent(200)
+    assert sub.expires_at == paid_until
+    assert [a.details["external_id"] for a in audit if a.action == "payment.stray_charge"] == [
+        stray
+    ]
+    assert not [a for a in audit if a.action == "payment.refund"]
+    [payment] = await shop.payments(alice.id)
+    assert payment.status is PaymentStatus.SUCCEEDED and payment.refunded is None
+    assert sum("Payment received" in t for t in alice.texts()) == 1
+    assert sum("returned to you" in t for t in alice.texts()) == 1

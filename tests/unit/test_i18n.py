@@ -66,7 +66,7 @@ def test_every_enqueued_notification_has_a_text() -> None:
             templates |= {g for g in groups if g}
     templates -= {"payment_received", "refund"}  # rendered by variant, below
     templates |= {"paid_plan", "paid_topup", "refund_balance", "refund"}
-    admin = {"amount_mismatch", "unmapped_product"}
+    admin = {"amount_mismatch", "stray_charge", "unmapped_product"}
     assert {"subscription_ready", "expiring", "device_added"} <= templates
     for language in LANGUAGES:
         for t in templates:

@@ -19,7 +19,7 @@ from vpnshop.domain.referral import ReferralPolicy
 from vpnshop.ports.clock import Clock, IdGenerator
 from vpnshop.ports.notifier import Notifier
 from vpnshop.ports.panel import PanelWebhookVerifier, VpnPanel
-from vpnshop.ports.payments import PaymentGateway
+from vpnshop.ports.payments import ChargeReturner, PaymentGateway
 from vpnshop.ports.recurring import SavedMethodCharger
 from vpnshop.ports.storage import UnitOfWork
 from vpnshop.services.balance_payments import PayFromBalance
@@ -39,6 +39,7 @@ from vpnshop.services.plans import ListPlans, LoadPlans
 from vpnshop.services.recurring import CHARGE_SAVED_METHOD, ChargeSavedMethod
 from vpnshop.services.refunds import RecheckPending, RefundPayment
 from vpnshop.services.settings import MarkReachable
+from vpnshop.services.stray_charges import RETURN_CHARGE, ReturnCharge
 from vpnshop.services.subscriptions import ActivateTrial, ExtendSubscription, TrialSettings
 from vpnshop.services.topup import TopupLimits
 
@@ -144,6 +145,9 @@ def wire(
         handlers[JobKind.NOTIFY_CUSTOMER] = notices.customer
         handlers[JobKind.NOTIFY_ADMINS] = notices.admins
     confirm = ConfirmPayment(deps, referral_policy(settings), settler=storage.settler)
+    returners = {n: g for n, g in gateways.items() if isinstance(g, ChargeReturner)}
+    if returners:  # stray charges (a second Stars payment of a paid order) go back
+        handlers[RETURN_CHARGE] = ReturnCharge(deps, returners)
     yookassa = gateways.get("yookassa")
     if isinstance(yookassa, SavedMethodCharger):  # auto-renewal by a saved card
         handlers[CHARGE_SAVED_METHOD] = ChargeSavedMethod(deps, yookassa, confirm)

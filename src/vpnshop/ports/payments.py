@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -205,4 +205,21 @@ class PaymentGateway(Protocol):
 
     async def refund(self, external_id: str, amount: Money, idempotency_key: str) -> RefundResult:
         """Refund through the provider. Raises ProviderRejectedError when unsupported."""
+        ...
+
+
+@runtime_checkable
+class ChargeReturner(Protocol):
+    """A gateway that can give back a charge the shop holds no payment for, knowing only
+    the charge and who paid it: Telegram Stars, where two devices can pay one invoice at
+    once (both pre-checkouts are answered while the order is still open) and the second
+    charge finds the order paid."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def return_charge(self, external_id: str, payer_telegram_id: int) -> None:
+        """Give the whole charge back to the payer. Idempotent: a charge given back already
+        is success. Raises ProviderRejectedError (it cannot be given back) or
+        ProviderUnavailableError (retry later)."""
         ...

@@ -16,11 +16,18 @@ from vpnshop.domain.actor import Actor
 from vpnshop.domain.errors import DomainError
 from vpnshop.domain.money import Money, currency
 from vpnshop.domain.payment import OPEN_STATUSES, PaymentStatus
-from vpnshop.ports.payments import EventKind, PaymentEvent, PaymentGateway, WebhookRequest
+from vpnshop.ports.payments import (
+    ChargeReturner,
+    EventKind,
+    PaymentEvent,
+    PaymentGateway,
+    WebhookRequest,
+)
 from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.deps import Deps
 from vpnshop.services.outcome import Outcome
 from vpnshop.services.refunds import refund_effects
+from vpnshop.services.stray_charges import ReturnStrayCharge
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +81,14 @@ class CheckPreCheckout:
 class ApplyPaymentUpdate:
     """A payment update the bot received (authentic: it came from Telegram with our
     token or through its secret webhook), parsed by the provider's gateway and applied:
-    a payment through ConfirmPayment, a refund through :class:`ApplyProviderRefund`."""
+    a payment through ConfirmPayment, a refund through :class:`ApplyProviderRefund`. A
+    successful charge that settled nothing and that no payment holds (a second payment of
+    a paid order) is given back where the gateway can (:class:`ReturnStrayCharge`)."""
 
     gateways: Mapping[str, PaymentGateway]
     confirm: ConfirmPayment
     refunded: ApplyProviderRefund
+    stray: ReturnStrayCharge
 
     async def __call__(self, provider: str, update: Mapping[str, Any]) -> Outcome:
         gateway = self.gateways.get(provider)
@@ -91,7 +101,16 @@ class ApplyPaymentUpdate:
         )
         if event.kind is EventKind.REFUND_SUCCEEDED:
             return await self.refunded(event)
-        return await self.confirm(event)
+        outcome = await self.confirm(event)
+        if (
+            outcome in (Outcome.UNKNOWN, Outcome.DUPLICATE)
+            and event.kind is EventKind.PAYMENT_SUCCEEDED
+            and isinstance(gateway, ChargeReturner)
+        ):
+            # DUPLICATE too: a second charge racing the first can find the payment open,
+            # then lose the conditional update. The store says whether it holds the charge.
+            return await self.stray(event)
+        return outcome
 
 
 @attrs.frozen

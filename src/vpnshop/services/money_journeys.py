@@ -18,6 +18,7 @@ from vpnshop.services.buying import BuyPlans, GetOwnPayment, PayQuote
 from vpnshop.services.checkout import StartCheckout
 from vpnshop.services.confirmation import ConfirmPayment
 from vpnshop.services.deps import Deps
+from vpnshop.services.stray_charges import ReturnStrayCharge
 from vpnshop.services.topup import TopUp, TopupLimits
 
 
@@ -48,5 +49,7 @@ class MoneyJourneys:
             own_payment=GetOwnPayment(deps),
             topup=TopUp(checkout, gateways, limits),
             check_pre_checkout=CheckPreCheckout(deps),
-            apply_payment_update=ApplyPaymentUpdate(gateways, confirm, ApplyProviderRefund(deps)),
+            apply_payment_update=ApplyPaymentUpdate(
+                gateways, confirm, ApplyProviderRefund(deps), ReturnStrayCharge(deps)
+            ),
         )

@@ -11,3 +11,4 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"  # authentic, nothing to do
     UNKNOWN = "unknown"  # no such payment of ours
     CANCELED = "canceled"
+    RETURNED = "returned"  # authentic, but no payment of ours holds it: given back

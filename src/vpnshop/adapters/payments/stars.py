@@ -20,8 +20,10 @@ Checking a ``pre_checkout_query`` against the stored payment is a use case of th
 Refunding: ``refundStarPayment`` needs the paying user's id, which the port's
 ``refund(external_id, ...)`` does not carry, so the gateway is given ``charge_owner``, a
 lookup from a charge id to the paying Telegram user and the amount (the composition root
-wires :func:`store_charge_owner`). Without it, refunds are not supported. Telegram refunds a charge
-whole, so a partial refund is refused rather than recorded as partial.
+wires :func:`store_charge_owner`). Without it, refunds are not supported. Telegram refunds a
+charge whole, so a partial refund is refused rather than recorded as partial. A charge the
+store holds no payment for (a second payment of a paid order) is given back by
+:meth:`StarsGateway.return_charge`, which is told the payer.
 :meth:`fetch_payment` returns None: the Bot API has no lookup of a payment by payload.
 """
 
@@ -254,14 +256,19 @@ class StarsGateway(GatewayLifetime):
                 f"stars: Telegram refunds charge {external_id} whole ({charge.amount}), "
                 f"not {amount}"
             )
-        params = {"user_id": charge.telegram_id, "telegram_payment_charge_id": external_id}
+        await self.return_charge(external_id, charge.telegram_id)
+        return RefundResult(external_id=external_id, succeeded=True)
+
+    async def return_charge(self, external_id: str, payer_telegram_id: int) -> None:
+        """``refundStarPayment`` for the whole charge (also a charge the store holds no
+        payment for: :class:`vpnshop.ports.payments.ChargeReturner`)."""
+        params = {"user_id": payer_telegram_id, "telegram_payment_charge_id": external_id}
         try:
             await self._call("refundStarPayment", params)
         except ProviderRejectedError as e:
             if "CHARGE_ALREADY_REFUNDED" not in str(e):
                 raise
             log.info("stars charge %s was refunded already", external_id)  # a retry
-        return RefundResult(external_id=external_id, succeeded=True)
 
     async def _call(self, method: str, params: dict[str, Any]) -> Any:
         try:

@@ -226,6 +226,14 @@ class TgUser:
         """Pay the invoice *message* (default: the newest): a pre_checkout_query, then,
         when the bot says ok, a message with successful_payment. *total_amount* and
         *payload* override the invoice's, to play a tampered client."""
+        invoice, own_payload = self._invoice(message)
+        amount = invoice["total_amount"] if total_amount is None else total_amount
+        return await self._checkout(
+            invoice["currency"], amount, own_payload if payload is None else payload, within
+        )
+
+    def _invoice(self, message: ChatMessage | None) -> tuple[dict[str, Any], str]:
+        """The invoice of *message* (default: the bot's newest) and its payload."""
         if message is None:
             invoices = [m for m in self.bot_messages() if m.invoice is not None]
             if not invoices:
@@ -233,21 +241,35 @@ class TgUser:
             message = invoices[-1]
         if message.invoice is None or message.invoice_payload is None:
             raise AssertionError(f"message {message.message_id} is not an invoice")
-        currency = message.invoice["currency"]
-        amount = message.invoice["total_amount"] if total_amount is None else total_amount
-        return await self._checkout(
-            currency, amount, message.invoice_payload if payload is None else payload, within
-        )
+        return message.invoice, message.invoice_payload
 
     async def pay_link(self, link: str, *, within: float | None = None) -> PaymentResult:
         """Pay an invoice link made by createInvoiceLink."""
         invoice = self.emu.invoice_links[link.rsplit("$", 1)[-1]]
         return await self._checkout(invoice.currency, invoice.total_amount, invoice.payload, within)
 
+    async def pay_twice(self, message: ChatMessage | None = None) -> list[PaymentResult]:
+        """Pay the invoice *message* (default: the newest) from two devices at once: both
+        pre_checkout_queries are sent and answered before either successful_payment, so
+        the bot, told ok twice while the order is open, is charged twice."""
+        invoice, payload = self._invoice(message)
+        currency, amount = invoice["currency"], invoice["total_amount"]
+        limit = self.emu.pre_checkout_timeout
+        self._since = self.chat.version
+        queries = [self._pre_checkout(currency, amount, payload) for _ in range(2)]
+        await asyncio.gather(*(self._answered(q, limit) for q in queries))
+        return [self._charged(q) for q in queries]
+
     async def _checkout(
         self, currency: str, amount: int, payload: str, within: float | None
     ) -> PaymentResult:
         self._since = self.chat.version
+        query = self._pre_checkout(currency, amount, payload)
+        limit = self.emu.pre_checkout_timeout if within is None else within
+        await self._answered(query, limit)
+        return self._charged(query)
+
+    def _pre_checkout(self, currency: str, amount: int, payload: str) -> PreCheckout:
         query = PreCheckout(
             id=self.emu.new_id(f"{self.id}-pcq"),
             user_id=self.id,
@@ -268,15 +290,22 @@ class TgUser:
                 }
             }
         )
-        limit = self.emu.pre_checkout_timeout if within is None else within
+        return query
+
+    @staticmethod
+    async def _answered(query: PreCheckout, limit: float) -> None:
         try:
             await asyncio.wait_for(query.done.wait(), limit)
         except TimeoutError:
             raise AssertionError(
                 f"the bot did not answer pre_checkout_query {query.id} within {limit} s"
             ) from None
+
+    def _charged(self, query: PreCheckout) -> PaymentResult:
+        """Telegram's successful_payment for *query* when the bot said ok."""
         if not query.ok:
             return PaymentResult(False, query, error_message=query.error_message)
+        currency, amount, payload = query.currency, query.total_amount, query.payload
         charge_id = self.emu.new_id("stxTESTcharge")
         self.emu.star_payments[charge_id] = StarPayment(
             charge_id, self.id, currency, amount, payload
