@@ -346,8 +346,8 @@ async def measure(
     print(f"  import aiogram   {base_s:5.2f} s  {base_rss:6.1f} MiB")
     print(
         f"  vpnshop run bot  {bot_s:5.2f} s to the first answer, {bot_rss:6.1f} MiB RSS then"
-        f"  (+{d_s:.2f} s: {'met' if start_ok else 'MISSED'}; "
-        f"+{d_rss:.1f} MiB: {'met' if rss_ok else 'MISSED'})"
+        f"  ({d_s:+.2f} s: {'met' if start_ok else 'MISSED'}; "
+        f"{d_rss:+.1f} MiB: {'met' if rss_ok else 'MISSED'})"
     )
     return 0 if all(verdicts) else 1
 

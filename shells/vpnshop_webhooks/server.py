@@ -121,16 +121,22 @@ async def serve(
     stop: asyncio.Event | None = None,
     ready: Callable[[str], None] | None = None,
     app: App | None = None,
+    observe_panel: Callable[[Callable[[str], None]], None] | None = None,
 ) -> None:
     """Run the webhook server until SIGTERM/SIGINT (or *stop* is set).
 
     *ready* is called with the base URL once the socket listens (tests, supervisors).
     Given an *app*, the server is one part of a bigger process (``vpnshop run all``): the
-    caller owns the App, the signals and the outbox drain, so none of them is touched here.
+    caller owns the App, the signals and the outbox drain, so none of them is touched here;
+    the server hands its panel-call counter to *observe_panel*, which joins it to the
+    observer the caller gave the App's panel.
     """
     stop = stop or asyncio.Event()
     if app is not None:
-        await serve_app(app, stop, ready=ready)
+        metrics = WebhookMetrics()
+        if observe_panel is not None:
+            observe_panel(metrics.panel_call)
+        await serve_app(app, stop, ready=ready, metrics=metrics)
         return
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ requests, handlers and jobs finish), then the App closes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import signal
 import sys
@@ -68,9 +69,10 @@ async def run_all(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
+    panel_calls = PanelCalls()
     try:
-        async with bootstrap(settings, kick=wake.set) as app:
-            return await _run_parts(settings, app, parts, shells, stop, wake)
+        async with bootstrap(settings, kick=wake.set, on_panel_call=panel_calls) as app:
+            return await _run_parts(settings, app, parts, shells, stop, wake, panel_calls)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
@@ -83,6 +85,7 @@ async def _run_parts(
     shells: dict[str, Serve],
     stop: asyncio.Event,
     wake: asyncio.Event,
+    panel_calls: PanelCalls,
 ) -> int:
     urls: dict[str, str | None] = {}
 
@@ -96,7 +99,11 @@ async def _run_parts(
 
     tasks: dict[str, asyncio.Task[None]] = {}
     for name in parts:
-        extra = {"wake": wake} if name == "scheduler" else {}
+        extra: dict[str, object] = {}
+        if name == "scheduler":
+            extra["wake"] = wake
+        elif name == "webhooks":
+            extra["observe_panel"] = panel_calls.join
         part = shells[name](settings, app=app, stop=stop, ready=ready(name), **extra)
         tasks[name] = asyncio.create_task(_awaited(part), name=f"vpnshop-{name}")
     settle_heap()  # every part's code is imported and the App is built
@@ -116,6 +123,30 @@ async def _run_parts(
         return 1
     print("vpnshop run all: stopped", flush=True)
     return 0
+
+
+class PanelCalls:
+    """The panel adapter's call observer in ``run all``: the App (and its panel) is built
+    before the parts, so the webhooks part, which counts the calls on its /metrics as it
+    does alone, joins later and is handed the calls made before it joined (the API line
+    detection at start)."""
+
+    def __init__(self) -> None:
+        self._early: collections.Counter[str] = collections.Counter()
+        self._observers: list[Callable[[str], None]] = []
+
+    def __call__(self, outcome: str) -> None:
+        if not self._observers:
+            self._early[outcome] += 1
+        for observe in self._observers:
+            observe(outcome)
+
+    def join(self, observe: Callable[[str], None]) -> None:
+        for outcome, times in self._early.items():
+            for _ in range(times):
+                observe(outcome)
+        self._early.clear()
+        self._observers.append(observe)
 
 
 async def _awaited(part: Awaitable[None]) -> None:

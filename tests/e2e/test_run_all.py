@@ -17,6 +17,8 @@ from pathlib import Path
 import aiohttp
 import attrs
 
+from tests.e2e.test_panel_metrics import panel_calls
+from vpnshop.testing.remnawave import RemnawaveEmulator
 from vpnshop.testing.telegram import TelegramEmulator
 
 TOKEN = "123456:AAH-emulatorTokenForVpnshopRunAllTests_012"
@@ -115,16 +117,23 @@ async def test_run_all_with_a_bot_token_runs_bot_webhooks_and_scheduler(tmp_path
 
 async def test_run_all_without_a_token_runs_no_bot_and_imports_no_aiogram(tmp_path: Path) -> None:
     """Without a token the webhooks and the scheduler run, the bot is reported off, and
-    aiogram is never imported; SIGTERM stops it with exit 0."""
-    async with run_all({}, tmp_path) as shop:
-        shown = "".join(shop.log)
-        assert "bot        off: VPNSHOP_BOT_TOKEN is not set" in shown, shown
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"{shop.urls['scheduler']}/healthz") as r,
-        ):
-            assert r.status == 200
-        output = await stop(shop)
+    aiogram is never imported; the webhooks' /metrics counts the panel calls of the whole
+    process; SIGTERM stops it with exit 0."""
+    async with RemnawaveEmulator("3.3.2") as panel:
+        env = {"VPNSHOP_PANEL_URL": panel.base_url, "VPNSHOP_PANEL_TOKEN": panel.token}
+        async with run_all(env, tmp_path) as shop:
+            shown = "".join(shop.log)
+            assert "bot        off: VPNSHOP_BOT_TOKEN is not set" in shown, shown
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{shop.urls['scheduler']}/healthz") as r:
+                    assert r.status == 200
+                before = len([r for r in panel.requests if r.path.startswith("/api/")])
+                async with http.get(f"{shop.urls['webhooks']}/metrics") as r:
+                    counted = panel_calls(await r.text())
+                after = len([r for r in panel.requests if r.path.startswith("/api/")])
+            output = await stop(shop)
+    assert before > 0
+    assert before <= counted.get("ok", 0) <= after, (before, counted, after)
     assert shop.proc.returncode == 0, output
     assert "Traceback" not in output, output
     assert "aiogram imported: False" in output, output
