@@ -31,12 +31,6 @@ class UnknownCurrencyError(DomainError):
     code = "unknown_currency"
 
 
-class IllegalTransitionError(DomainError):
-    """A state machine was asked for a transition it does not allow."""
-
-    code = "illegal_transition"
-
-
 class InsufficientFundsError(DomainError):
     """A debit would drive a balance below zero."""
 
