@@ -8,7 +8,7 @@ product sent) to the same emulator through the same kind of ``Bot``. Two journey
 
 * main menu: ``/menu`` typed; the answer is a new message;
 * my subscription: the "My subscription" button on the menu; the callback query is
-  answered and the message edited (the panel asked for usage and devices).
+  answered and the message edited (the panel asked for the user: usage, online, link).
 
 Rounds alternate product and floor (A B A B); each prints the median of its rounds and
 the ratio product/floor, the median of each product round's rate over the floor round's

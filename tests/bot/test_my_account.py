@@ -58,22 +58,28 @@ async def add_promo(shop: BotShop, promo: PromoCode) -> None:
 
 
 async def test_my_subscription_shows_status_traffic_devices_and_link(shop: BotShop) -> None:
-    """The screen names status, expiry, days left, traffic of the limit, devices and the
-    link, all as the panel reports them."""
+    """The screen names status, expiry, days left, traffic of the limit as the panel
+    reports it, the device limit and the link, asking the panel once; the Devices screen
+    counts the devices against the limit."""
     alice = await on_trial(shop)
     sid, key, link = await subscription(shop, alice.id)
     shop.panel.set_traffic_used(key, 3 * 2**30)
     shop.panel.add_hwid_device(key, "hwid-alice-phone-01", platform="iOS", device_model="iPhone")
     assert "My subscription" not in alice.last.text
+    before = len(shop.panel.requests)
     await alice.press(MINE)
     screen = await alice.reply()
+    assert [r.path for r in shop.panel.requests[before:]] == [f"/api/users/{key}"]
     assert "Status: active" in screen.text
     assert "days left" in screen.text
     assert "Traffic: 3.0 of" in screen.text
-    assert "Devices: 1 of" in screen.text
+    assert "Devices: up to 1" in screen.text
     assert "Auto-renewal: off" in screen.text
     assert link in screen.text
     assert all(f":{sid}" in b.callback_data for b in screen.buttons[0] if b.callback_data)
+    await alice.press("Devices")
+    listing = await alice.reply()
+    assert "Devices: 1 of 1" in listing.text and "iPhone iOS" in listing.text
 
 
 async def test_qr_image_decodes_to_the_link(shop: BotShop, tmp_path: Path) -> None:

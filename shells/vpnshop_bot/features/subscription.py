@@ -40,9 +40,12 @@ def details_text(tr: Translator, d: SubscriptionDetails) -> str:
             lines.append(tr("sub.traffic", used=used, limit=gib(limit)))
         else:
             lines.append(tr("sub.traffic_unlimited", used=used))
-    if d.devices is not None:
-        limit_text = str(d.device_limit) if d.device_limit else "∞"
-        lines.append(tr("sub.devices", count=len(d.devices), limit=limit_text))
+    # Counting the devices takes a second panel call: the summary names the limit, and
+    # the Devices screen lists the devices against it.
+    if d.device_limit:
+        lines.append(tr("sub.device_limit", limit=d.device_limit))
+    else:
+        lines.append(tr("sub.device_limit.none"))
     lines.append(tr("sub.auto_on" if d.auto_renew else "sub.auto_off"))
     if d.link:
         lines.append(tr("sub.link", link=d.link))
@@ -51,13 +54,18 @@ def details_text(tr: Translator, d: SubscriptionDetails) -> str:
     return "\n".join(lines)
 
 
+def _limit(d: SubscriptionDetails) -> str:
+    return str(d.device_limit) if d.device_limit else "∞"
+
+
 def devices_text(tr: Translator, d: SubscriptionDetails) -> str:
     if d.devices is None:
         return tr("sub.devices.unknown")
+    header = tr("sub.devices.header", count=len(d.devices), limit=_limit(d))
     if not d.devices:
-        return tr("sub.devices.none")
+        return f"{header}\n{tr('sub.devices.none')}"
     names = "\n".join(f"• {kb.device_name(x)}" for x in d.devices)
-    return tr("sub.devices.list", names=names)
+    return f"{header}\n{names}"
 
 
 def setup(menu: MenuRegistry) -> Router:
@@ -75,7 +83,7 @@ def setup(menu: MenuRegistry) -> Router:
     async def view(
         query: CallbackQuery, journeys: CustomerJourneys, cid: int, sid: int, tr: Translator
     ) -> None:
-        d = await journeys.subscription_details(cid, sid, devices=True)
+        d = await journeys.subscription_details(cid, sid, devices=False)
         await show(query, details_text(tr, d), kb.subscription(tr, d))
 
     async def guarded(
@@ -99,7 +107,7 @@ def setup(menu: MenuRegistry) -> Router:
         await query.answer()
         assert customer.id is not None
         try:  # the newest one, found in the same read as its details
-            d = await journeys.subscription_details(customer.id, None, devices=True)
+            d = await journeys.subscription_details(customer.id, None, devices=False)
         except SubscriptionNotFoundError:
             await show(query, tr("sub.none"), back_only(tr))
             return
