@@ -23,6 +23,11 @@ def panel_calls(metrics_text: str) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(pattern, metrics_text, re.MULTILINE)}
 
 
+def api_requests(emu: RemnawaveEmulator) -> int:
+    """How many API requests the panel emulator has received."""
+    return len([r for r in emu.requests if r.path.startswith("/api/")])
+
+
 async def test_metrics_page_counts_the_panel_calls_of_the_webhooks_process(
     tmp_path: Path,
 ) -> None:
@@ -46,7 +51,7 @@ async def test_metrics_page_counts_the_panel_calls_of_the_webhooks_process(
                     break
                 await asyncio.sleep(0.05)
             assert urls, "the server did not start"
-            sent = len([r for r in emu.requests if r.path.startswith("/api/")])
+            sent = api_requests(emu)
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(urls[0] + "/metrics") as resp,

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import attrs
 
-from tests.e2e.test_panel_metrics import panel_calls
+from tests.e2e.test_panel_metrics import api_requests, panel_calls
 from vpnshop.testing.remnawave import RemnawaveEmulator
 from vpnshop.testing.telegram import TelegramEmulator
 
@@ -127,10 +127,10 @@ async def test_run_all_without_a_token_runs_no_bot_and_imports_no_aiogram(tmp_pa
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"{shop.urls['scheduler']}/healthz") as r:
                     assert r.status == 200
-                before = len([r for r in panel.requests if r.path.startswith("/api/")])
+                before = api_requests(panel)
                 async with http.get(f"{shop.urls['webhooks']}/metrics") as r:
                     counted = panel_calls(await r.text())
-                after = len([r for r in panel.requests if r.path.startswith("/api/")])
+                after = api_requests(panel)
             output = await stop(shop)
     assert before > 0
     assert before <= counted.get("ok", 0) <= after, (before, counted, after)

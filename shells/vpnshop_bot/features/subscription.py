@@ -54,14 +54,11 @@ def details_text(tr: Translator, d: SubscriptionDetails) -> str:
     return "\n".join(lines)
 
 
-def _limit(d: SubscriptionDetails) -> str:
-    return str(d.device_limit) if d.device_limit else "∞"
-
-
 def devices_text(tr: Translator, d: SubscriptionDetails) -> str:
     if d.devices is None:
         return tr("sub.devices.unknown")
-    header = tr("sub.devices.header", count=len(d.devices), limit=_limit(d))
+    limit = str(d.device_limit) if d.device_limit else "∞"
+    header = tr("sub.devices.header", count=len(d.devices), limit=limit)
     if not d.devices:
         return f"{header}\n{tr('sub.devices.none')}"
     names = "\n".join(f"• {kb.device_name(x)}" for x in d.devices)

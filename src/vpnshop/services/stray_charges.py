@@ -44,8 +44,14 @@ class ReturnStrayCharge:
 
     async def __call__(self, event: PaymentEvent) -> Outcome:
         charge, payer, amount = event.external_id, event.telegram_id, event.amount
-        if event.kind is not EventKind.PAYMENT_SUCCEEDED or not charge or payer is None:
+        if (
+            event.kind is not EventKind.PAYMENT_SUCCEEDED
+            or not charge
+            or payer is None
+            or amount is None
+        ):
             return Outcome.UNKNOWN
+        shown = str(amount)
         now = self.deps.now()
         key = f"stray:{event.provider}:{charge}"
         async with self.deps.uow() as uow:
@@ -61,7 +67,7 @@ class ReturnStrayCharge:
                 external_id=charge,
                 telegram_id=payer,
                 customer_id=customer.id if customer is not None else None,
-                amount=str(amount) if amount is not None else None,
+                amount=shown,
             )
             if not queued:
                 return Outcome.RETURNED  # a redelivery: its return is queued already
@@ -73,7 +79,7 @@ class ReturnStrayCharge:
                 f"payment:{event.payment_ref}",
                 external_id=charge,
                 telegram_id=payer,
-                amount=str(amount),
+                amount=shown,
             )
             await enqueue(
                 uow,
@@ -82,7 +88,7 @@ class ReturnStrayCharge:
                 f"admins:{key}",
                 template="stray_charge",
                 payment_id=event.payment_ref or "-",
-                amount=str(amount),
+                amount=shown,
                 charge=charge,
                 telegram_id=payer,
             )
